@@ -1,0 +1,62 @@
+"""Shared fixtures: a session-wide folder of small real media made by ``tests/media.py``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import media  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``@pytest.mark.shared`` tests on a fresh clone that has no ../shared/data."""
+    if SHARED_DATA.is_dir():
+        return
+    skip = pytest.mark.skip(reason=f"needs {SHARED_DATA} (development data, not in the repo)")
+    for item in items:
+        if "shared" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path to ../shared/data (tests using it are marked ``shared`` and skip without it)."""
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of small real test media, made once per session. Treat it as read-only.
+
+    Videos (4 s unless noted, 10 fps, 96x64):
+      h264.mp4 (GOP 10), mpeg4.avi, vp9.webm, rotated.mp4 (display matrix 90 deg, 64x96
+      stored), vfr.mkv (alternating 100/300 ms intervals), h264-cut.mp4 (first 60% of a
+      6 s H.264 clip with GOP 10), long.mp4 (12 s, 5 fps, GOP 10);
+    broken inputs: zero.mp4 (0 bytes), random.mp4 (random bytes), text.avi (text);
+    stills: still.jpg (chelsea), still.png (coffee).
+    """
+    root = tmp_path_factory.mktemp("media")
+    media.make_video(root / "h264.mp4", codec="h264", seconds=4, fps=10, gop=10)
+    media.make_video(root / "mpeg4.avi", codec="mpeg4", seconds=4, fps=10, gop=10)
+    media.make_video(root / "vp9.webm", codec="vp9", seconds=4, fps=10, gop=10)
+    media.make_video(
+        root / "rotated.mp4", codec="h264", seconds=2, fps=10, size=(64, 96), gop=10, rotate=90
+    )
+    media.make_video(root / "vfr.mkv", codec="h264", seconds=4, fps=10, vfr=True, gop=5)
+    full = media.make_video(root / "cut-source" / "h264.mp4", seconds=6, fps=10, gop=10)
+    media.truncate(full, 0.6, root / "h264-cut.mp4")
+    media.make_video(root / "long.mp4", codec="h264", seconds=12, fps=5, gop=10)
+    (root / "zero.mp4").write_bytes(b"")
+    media.random_bytes(root / "random.mp4")
+    (root / "text.avi").write_text("this is not a video\n" * 50)
+    media.make_image(root / "still.jpg", name="chelsea", size=(120, 80))
+    media.make_image(root / "still.png", name="coffee", size=(80, 120))
+    os.chmod(root, 0o755)
+    return root
