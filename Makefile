@@ -1,0 +1,23 @@
+# The two commands README promises; both work offline on a fresh machine (package registries only).
+PYTHON ?= python3
+
+.PHONY: install demo test lint bench
+
+install:
+	$(PYTHON) -m pip install -e '.[dev]'
+
+demo: install
+	$(PYTHON) pipelines/demo.py --out demo-output
+
+test: install
+	$(PYTHON) -m pytest -q
+	$(PYTHON) -m ruff check vidhash tests benchmarks pipelines
+
+lint:
+	$(PYTHON) -m ruff check vidhash tests benchmarks pipelines
+	$(PYTHON) -m ruff format --check vidhash tests benchmarks pipelines
+
+bench:
+	$(PYTHON) benchmarks/extract.py
+	$(PYTHON) benchmarks/search.py
+	$(PYTHON) benchmarks/index.py
