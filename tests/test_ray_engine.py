@@ -1,0 +1,99 @@
+"""The Ray Data engine on a real local Ray instance gives the local engine's index."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from vidhash.pipeline import IndexOptions, build_index  # noqa: E402
+from vidhash.ray_engine import build_index_ray  # noqa: E402
+
+NAMES = ["h264.mp4", "mpeg4.avi", "vfr.mkv", "rotated.mp4", "random.mp4", "still.jpg"]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture()
+def corpus(media_dir: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "videos"
+    root.mkdir()
+    for name in NAMES:
+        shutil.copy2(media_dir / name, root / name)
+    return root
+
+
+def keyframes(index_dir: Path) -> pd.DataFrame:
+    return pd.read_parquet(index_dir / "keyframes").sort_values("keyframe_id", ignore_index=True)
+
+
+def statuses(index_dir: Path) -> dict[str, str]:
+    table = pd.read_parquet(index_dir / "videos")
+    return {Path(p).name: s for p, s in zip(table["video_path"], table["status"], strict=True)}
+
+
+@pytest.mark.slow
+def test_ray_engine_gives_the_local_engines_ids_and_codes(local_ray, corpus, tmp_path):
+    options = IndexOptions(batch_size=4)
+    local = build_index(corpus, tmp_path / "local", "default", options=options, progress=False)
+    distributed = build_index_ray(
+        corpus, tmp_path / "ray", "default", options=options, progress=False
+    )
+    assert distributed.keyframes == local.keyframes > 0
+    a, b = keyframes(tmp_path / "local"), keyframes(tmp_path / "ray")
+    assert list(a["keyframe_id"]) == list(b["keyframe_id"])
+    assert [bytes(c) for c in a["code"]] == [bytes(c) for c in b["code"]]
+    assert list(a["pts_time"]) == list(b["pts_time"])
+    assert statuses(tmp_path / "local") == statuses(tmp_path / "ray")
+    assert statuses(tmp_path / "ray")["random.mp4"] == "failed"
+    assert all((tmp_path / "ray" / p).is_file() for p in b["image_path"])
+
+    # A rerun on Ray adds nothing, like the local engine.
+    again = build_index_ray(corpus, tmp_path / "ray", "default", options=options, progress=False)
+    assert again.indexed == 0 and again.unchanged == len(NAMES)
+
+
+@pytest.mark.slow
+def test_killed_ray_run_resumes_without_duplicates(corpus, tmp_path):
+    out = tmp_path / "ray"
+    cmd = [
+        sys.executable,
+        "-m",
+        "vidhash.cli",
+        "index",
+        str(corpus),
+        "--out",
+        str(out),
+        "--engine",
+        "ray",
+        "--json",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    time.sleep(12)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 1, finished.stderr[-2000:]  # random.mp4 is a recorded failure
+
+    build_index(corpus, tmp_path / "local", "default", progress=False)
+    a, b = keyframes(tmp_path / "local"), keyframes(out)
+    assert b["keyframe_id"].is_unique
+    assert list(a["keyframe_id"]) == list(b["keyframe_id"])
+    assert [bytes(c) for c in a["code"]] == [bytes(c) for c in b["code"]]

@@ -1,0 +1,5 @@
+"""`python -m vidhash` is the `vidhash` command."""
+
+from vidhash.cli import main
+
+main()
