@@ -1,0 +1,251 @@
+"""Per-concept MAP@K over an annotated keyframe index (the paper's Tables II/III).
+
+Protocol (also written into every report, see ``DEFINITIONS``):
+
+* **Queries**: every annotated keyframe, or a given list of keyframe ids.
+* **Candidates**: every other keyframe of the index. The query itself is never a candidate.
+  With ``exclude_same_video=True`` (the default) no keyframe of the query's own video is a
+  candidate either: consecutive keyframes of one shot are near-duplicates that sit at
+  Hamming distance 0-2 from the query and share its labels, so they would fill the top of
+  every list and measure shot continuity rather than semantic retrieval. A still image is a
+  one-keyframe video, so for stills only the query itself is removed.
+* **Ranking**: exact Hamming distance, ties broken by keyframe id (the order of
+  ``vidhash.index`` search).
+* **Relevance**: a candidate is relevant to a query *for concept c* when it is annotated
+  with c. A multi-label query counts once for each of its concepts, judged per concept.
+  Unannotated keyframes are never relevant but still occupy ranks, so unlabelled clutter
+  in the index lowers precision just as it would for a user.
+* **AP@K** as in DLBHC (``vidhash.eval.metrics``): normalised by the relevant items found in
+  the top K; 0 when none is found.
+* **MAP@K of a concept**: mean AP@K over that concept's queries. **Overall** for a group:
+  mean over its concepts, each weighted equally (as in the paper), however many queries
+  each has.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vidhash.errors import IndexMissingError, InputError, UsageError
+from vidhash.eval import metrics
+from vidhash.index.store import IndexStore
+
+DEFINITIONS = (__doc__ or "").split("``DEFINITIONS``):", 1)[-1].strip()
+
+
+@dataclass
+class IndexData:
+    """The parts of an index that evaluation reads, keyframes sorted by keyframe id."""
+
+    path: Path
+    keyframes: pd.DataFrame
+    codes: np.ndarray  # (N, nbytes) uint8, rows aligned with ``keyframes``
+    code_bits: int
+    meta: dict
+    annotations: pd.DataFrame  # keyframe_id, concept, group
+
+    @property
+    def model_label(self) -> str:
+        """Model name and a short id, for report headers."""
+        name = self.meta.get("model_name") or "model"
+        model_id = str(self.meta.get("model_id") or "")[:12]
+        return f"{name} ({model_id})" if model_id else str(name)
+
+
+def load_index(path: str | Path, require_annotations: bool = True) -> IndexData:
+    """Read the committed keyframes, codes, meta and annotations of an index.
+
+    Goes through ``IndexStore`` so keyframes of an interrupted write are never scored.
+    Raises ``IndexMissingError`` when ``path`` is not an index and ``InputError`` when it
+    has no annotations (``vidhash annotate`` adds them).
+    """
+    path = Path(path)
+    store = IndexStore.open(path)
+    keyframes = store.read_table("keyframes")
+    if len(keyframes) == 0:
+        raise IndexMissingError(f"index has no keyframes: {path}")
+    keyframes = keyframes.sort_values("keyframe_id", kind="stable").reset_index(drop=True)
+    if keyframes["keyframe_id"].duplicated().any():
+        raise IndexMissingError(f"index has duplicate keyframe ids: {path}")
+    meta = dict(store.meta or {})
+    codes = np.frombuffer(b"".join(keyframes["code"].map(bytes)), dtype=np.uint8)
+    codes = codes.reshape(len(keyframes), -1)
+    code_bits = int(keyframes["code_bits"].iloc[0])
+    annotations = store.read_table("annotations")
+    annotations = annotations[["keyframe_id", "concept", "group"]].drop_duplicates()
+    # Labels of keyframes no longer in the index (a video was dropped) cannot be scored.
+    annotations = annotations[annotations["keyframe_id"].isin(set(keyframes["keyframe_id"]))]
+    if len(annotations) == 0 and require_annotations:
+        raise InputError(
+            f"index has no annotations: {path} (add concept labels with "
+            "`vidhash annotate INDEX --labels FILE.csv`)"
+        )
+    return IndexData(path, keyframes, codes, code_bits, meta, annotations.reset_index(drop=True))
+
+
+def check_comparable(a: IndexData, b: IndexData) -> None:
+    """Two indexes can be compared only over the same keyframes and the same labels."""
+    ids_a, ids_b = set(a.keyframes["keyframe_id"]), set(b.keyframes["keyframe_id"])
+    if ids_a != ids_b:
+        only_a, only_b = len(ids_a - ids_b), len(ids_b - ids_a)
+        raise UsageError(
+            f"--compare: the indexes hold different keyframes ({only_a} only in {a.path}, "
+            f"{only_b} only in {b.path}); index the same videos with both models"
+        )
+
+    def label_set(d: IndexData) -> set[tuple[str, str, str]]:
+        return set(map(tuple, d.annotations[["keyframe_id", "group", "concept"]].values))
+
+    la, lb = label_set(a), label_set(b)
+    if la != lb:
+        raise UsageError(
+            f"--compare: the indexes' annotations differ ({len(la - lb)} labels only in "
+            f"{a.path}, {len(lb - la)} only in {b.path}); annotate both with the same CSV"
+        )
+
+
+def read_query_list(path: str | Path) -> list[str]:
+    """Keyframe ids, one per line, or a CSV with a ``keyframe_id`` column."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"query list not found: {path}")
+    lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    if lines and lines[0].split(",")[0].strip() == "keyframe_id":
+        return [str(x) for x in pd.read_csv(path)["keyframe_id"].dropna()]
+    if not lines:
+        raise InputError(f"query list is empty: {path}")
+    return lines
+
+
+@dataclass
+class ConceptEvaluation:
+    """Scores of one index: per concept, per query, and the rankings behind them."""
+
+    topks: list[int]
+    table: pd.DataFrame  # group, concept, n_queries, n_labelled, map@K...
+    per_query: pd.DataFrame  # keyframe_id, group, concept, ap@K...
+    query_ids: list[str]
+    rankings: np.ndarray  # (Q, max K) row indices into index.keyframes, -1 where empty
+    distances: np.ndarray  # (Q, max K)
+    settings: dict = field(default_factory=dict)
+
+    def overall(self) -> pd.DataFrame:
+        """Per group: the mean over its concepts (equal weights) of each MAP@K."""
+        cols = [f"map@{k}" for k in self.topks]
+        scored = self.table.dropna(subset=cols)
+        return scored.groupby("group", sort=True)[cols].mean().reset_index()
+
+
+def evaluate_concepts(
+    index: IndexData,
+    topks: list[int] | tuple[int, ...] = (10, 50),
+    queries: list[str] | None = None,
+    exclude_same_video: bool = True,
+    block: int = 512,
+) -> ConceptEvaluation:
+    """Per-concept MAP@K of ``index`` under the protocol in the module docstring."""
+    topks = sorted(set(int(k) for k in topks))
+    if not topks or topks[0] <= 0:
+        raise UsageError(f"--topk values must be positive integers, got {topks}")
+    kf = index.keyframes
+    n = len(kf)
+    row_of = {kid: i for i, kid in enumerate(kf["keyframe_id"])}
+    concepts = sorted(set(map(tuple, index.annotations[["group", "concept"]].values)))
+    col_of = {c: j for j, c in enumerate(concepts)}
+    labels = np.zeros((n, len(concepts)), dtype=bool)
+    ann = index.annotations
+    labels[
+        ann["keyframe_id"].map(row_of).to_numpy(),
+        [col_of[(g, c)] for g, c in zip(ann["group"], ann["concept"], strict=True)],
+    ] = True
+
+    if queries is None:
+        query_rows = np.flatnonzero(labels.any(1))
+    else:
+        unknown = [q for q in queries if q not in row_of]
+        if unknown:
+            raise InputError(
+                f"{len(unknown)} query keyframe ids are not in the index: {unknown[:5]}"
+            )
+        query_rows = np.array([row_of[q] for q in dict.fromkeys(queries)], dtype=np.int64)
+        unlabelled = [kf["keyframe_id"].iat[r] for r in query_rows if not labels[r].any()]
+        if unlabelled:
+            raise InputError(
+                f"{len(unlabelled)} queries have no concept annotation and cannot be scored: "
+                f"{unlabelled[:5]}"
+            )
+    max_k = min(topks[-1], n)
+    video = kf["video_id"].astype(str).to_numpy() if "video_id" in kf else kf["keyframe_id"]
+    video_codes = pd.factorize(np.asarray(video))[0]
+    tie = np.arange(n, dtype=np.int64)  # keyframes are sorted by id: position = id rank
+
+    rankings = np.full((len(query_rows), max_k), -1, dtype=np.int64)
+    distances = np.full((len(query_rows), max_k), -1, dtype=np.int32)
+    rows: list[dict] = []
+    for start in range(0, len(query_rows), block):
+        qr = query_rows[start : start + block]
+        dist = metrics.hamming_distance_matrix(index.codes[qr], index.codes, index.code_bits)
+        if exclude_same_video:
+            exclude = video_codes[qr][:, None] == video_codes[None, :]
+        else:
+            exclude = np.zeros_like(dist, dtype=bool)
+        exclude[np.arange(len(qr)), qr] = True
+        order, valid = metrics.rank_by_distance(dist, tie, max_k, exclude)
+        rankings[start : start + len(qr)] = np.where(valid, order, -1)
+        distances[start : start + len(qr)] = np.where(valid, np.take_along_axis(dist, order, 1), -1)
+        ranked_labels = labels[order] & valid[:, :, None]  # (B, K, C)
+        q_local, c_idx = np.nonzero(labels[qr])  # one (query, concept) pair per label
+        rel = ranked_labels[q_local, :, c_idx]  # (P, K)
+        aps = {k: metrics.average_precision_batch(rel[:, :k]) for k in topks}
+        for p, (ql, cj) in enumerate(zip(q_local, c_idx, strict=True)):
+            group, concept = concepts[cj]
+            row = {"keyframe_id": kf["keyframe_id"].iat[qr[ql]], "group": group}
+            row["concept"] = concept
+            row.update({f"ap@{k}": float(aps[k][p]) for k in topks})
+            rows.append(row)
+
+    per_query = pd.DataFrame(
+        rows, columns=["keyframe_id", "group", "concept", *[f"ap@{k}" for k in topks]]
+    )
+    table = pd.DataFrame(concepts, columns=["group", "concept"])
+    table["n_queries"] = (
+        per_query.groupby(["group", "concept"]).size().reindex(concepts, fill_value=0).to_numpy()
+    )
+    table["n_labelled"] = labels.sum(0)
+    for k in topks:
+        means = per_query.groupby(["group", "concept"])[f"ap@{k}"].mean()
+        table[f"map@{k}"] = means.reindex(concepts).to_numpy()
+    settings = {
+        "index": str(index.path),
+        "model": index.model_label,
+        "model_id": index.meta.get("model_id"),
+        "code_bits": index.code_bits,
+        "keyframes": n,
+        "queries": len(query_rows),
+        "topk": topks,
+        "exclude_same_video": exclude_same_video,
+        "model_config": _json_or_none(index.meta.get("model_config")),
+    }
+    return ConceptEvaluation(
+        topks=topks,
+        table=table,
+        per_query=per_query,
+        query_ids=[kf["keyframe_id"].iat[r] for r in query_rows],
+        rankings=rankings,
+        distances=distances,
+        settings=settings,
+    )
+
+
+def _json_or_none(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value

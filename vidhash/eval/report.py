@@ -1,0 +1,286 @@
+"""Concept evaluation reports: Tables II/III as Markdown and CSV, and a self-contained HTML.
+
+With two runs (``--compare``) the columns follow the paper: for each K, the proposed
+model's MAP@K then the baseline's. With one run there is one column per K. The HTML embeds
+every image as a base64 PNG, so the single file can be mailed or attached to an issue.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import random
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from vidhash.eval import metrics  # noqa: E402
+from vidhash.eval.concepts import DEFINITIONS, ConceptEvaluation, IndexData  # noqa: E402
+from vidhash.fsutil import atomic_path, atomic_write_bytes  # noqa: E402
+
+OVERALL = "overall"
+
+
+def concept_tables(runs: dict[str, ConceptEvaluation]) -> dict[str, pd.DataFrame]:
+    """One table per concept group: concept | top-K <run> ... | plus an overall row.
+
+    Columns go K-major (top-10 proposed, top-10 baseline, top-50 proposed, ...), as in the
+    paper's Tables II/III. The overall row is the equally weighted mean over concepts.
+    """
+    first = next(iter(runs.values()))
+    topks = first.topks
+    groups = sorted(first.table["group"].unique())
+    tables: dict[str, pd.DataFrame] = {}
+    for group in groups:
+        base = first.table[first.table["group"] == group][["concept", "n_queries"]]
+        table = base.rename(columns={"n_queries": "queries"}).reset_index(drop=True)
+        for k in topks:
+            for name, run in runs.items():
+                t = run.table[run.table["group"] == group].set_index("concept")
+                table[f"top-{k} {name}"] = table["concept"].map(t[f"map@{k}"]).to_numpy()
+        score_cols = [c for c in table.columns if c.startswith("top-")]
+        overall = {"concept": OVERALL, "queries": int(table["queries"].sum())}
+        overall.update({c: float(table[c].dropna().mean()) for c in score_cols})
+        tables[group] = pd.concat([table, pd.DataFrame([overall])], ignore_index=True)
+    return tables
+
+
+def table_markdown(table: pd.DataFrame, group: str) -> str:
+    """A Markdown table with 4 decimals; the overall row in bold."""
+    cols = list(table.columns)
+    lines = [f"### {group}", "", "| " + " | ".join(cols) + " |"]
+    lines.append("|" + "|".join(["---"] + ["---:"] * (len(cols) - 1)) + "|")
+    for _, row in table.iterrows():
+        cells = []
+        for c in cols:
+            v = row[c]
+            if isinstance(v, float) and c != "queries":
+                cells.append("n/a" if np.isnan(v) else f"{v:.4f}")
+            else:
+                cells.append(str(int(v)) if c == "queries" else str(v))
+        if row["concept"] == OVERALL:
+            cells = [f"**{c}**" for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _png(fig: plt.Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def bar_chart(table: pd.DataFrame, group: str) -> bytes:
+    """Grouped bars: one cluster per concept (and overall), one bar per run x K."""
+    cols = [c for c in table.columns if c.startswith("top-")]
+    labels = table["concept"].tolist()
+    x = np.arange(len(labels))
+    width = 0.8 / max(len(cols), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels) + 2), 3.8))
+    for i, col in enumerate(cols):
+        ax.bar(x + (i - (len(cols) - 1) / 2) * width, table[col].fillna(0), width, label=col)
+    ax.set_xticks(x, labels, rotation=40, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("MAP@K")
+    ax.set_title(f"{group} concepts")
+    ax.legend(fontsize=8, ncol=2)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def _load_image(index: IndexData, row: int) -> np.ndarray | None:
+    """The stored keyframe image (``image_path`` is relative to the index), or None."""
+    kf = index.keyframes
+    if "image_path" not in kf or pd.isna(kf["image_path"].iat[row]):
+        return None
+    path = index.path / str(kf["image_path"].iat[row])
+    try:
+        return plt.imread(path)
+    except (OSError, ValueError, SyntaxError):
+        return None
+
+
+def contact_sheet(
+    index: IndexData,
+    run: ConceptEvaluation,
+    query_pos: int,
+    concept: tuple[str, str],
+    n_results: int = 10,
+    title: str = "",
+) -> bytes:
+    """Query keyframe + its top results; green frame = shares the concept, red = does not."""
+    kf = index.keyframes
+    row_of = {kid: i for i, kid in enumerate(kf["keyframe_id"])}
+    qrow = row_of[run.query_ids[query_pos]]
+    labelled = set(
+        index.annotations.loc[
+            (index.annotations["group"] == concept[0])
+            & (index.annotations["concept"] == concept[1]),
+            "keyframe_id",
+        ]
+    )
+    ranked = [r for r in run.rankings[query_pos][:n_results] if r >= 0]
+    fig, axes = plt.subplots(1, len(ranked) + 1, figsize=(1.6 * (len(ranked) + 1), 2.2))
+    axes = np.atleast_1d(axes)
+    cells = [(qrow, "query", None)] + [
+        (r, f"#{i + 1} d={run.distances[query_pos][i]}", kf["keyframe_id"].iat[r] in labelled)
+        for i, r in enumerate(ranked)
+    ]
+    for ax, (row, caption, hit) in zip(axes, cells, strict=True):
+        image = _load_image(index, row)
+        if image is not None:
+            ax.imshow(image)
+        else:
+            ax.text(0.5, 0.5, "no image", ha="center", va="center", fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        color = "black" if hit is None else ("tab:green" if hit else "tab:red")
+        for spine in ax.spines.values():
+            spine.set_edgecolor(color)
+            spine.set_linewidth(4 if hit is not None else 1)
+        mark = "" if hit is None else (" hit" if hit else " miss")
+        video = str(kf["video_path"].iat[row]) if "video_path" in kf else ""
+        ax.set_title(f"{caption}{mark}\n{Path(video).name[:18]}", fontsize=6)
+    fig.suptitle(title, fontsize=8)
+    return _png(fig)
+
+
+def sample_queries(
+    run: ConceptEvaluation, n: int = 6, seed: int = 0
+) -> list[tuple[int, tuple[str, str]]]:
+    """Up to ``n`` (query position, concept) pairs, spread over concepts, seeded."""
+    rng = random.Random(seed)
+    pos_of = {kid: i for i, kid in enumerate(run.query_ids)}
+    by_concept: dict[tuple[str, str], list[str]] = {}
+    for kid, g, c in run.per_query[["keyframe_id", "group", "concept"]].itertuples(index=False):
+        by_concept.setdefault((g, c), []).append(kid)
+    concepts = sorted(by_concept)
+    rng.shuffle(concepts)
+    return [(pos_of[rng.choice(by_concept[c])], c) for c in concepts[:n]]
+
+
+def _img_tag(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _definitions_html() -> str:
+    text = DEFINITIONS + "\n\n" + (metrics.__doc__ or "").split("Definitions", 1)[-1]
+    return f"<pre class='defs'>{html.escape(text)}</pre>"
+
+
+def write_report(
+    out_dir: str | Path,
+    runs: dict[str, ConceptEvaluation],
+    indexes: dict[str, IndexData],
+    n_sheets: int = 6,
+    seed: int = 0,
+) -> dict[str, Path]:
+    """Write tables.md, table-<group>.csv, per-query.csv, summary.json and report.html.
+
+    Returns the written paths by name. Every file is written atomically.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = concept_tables(runs)
+    written: dict[str, Path] = {}
+
+    header = ["# Concept retrieval evaluation", ""]
+    for name, run in runs.items():
+        s = run.settings
+        header.append(
+            f"- **{name}**: `{s['index']}`, model {s['model']}, {s['code_bits']} bits, "
+            f"{s['keyframes']} keyframes, {s['queries']} queries"
+        )
+    first = next(iter(runs.values())).settings
+    header += [
+        f"- top-K: {', '.join(map(str, first['topk']))}; same-video keyframes "
+        f"{'excluded' if first['exclude_same_video'] else 'included'}",
+        "- cells: MAP@K (DLBHC AP@K, mean over the concept's queries); overall = mean over "
+        "concepts, equally weighted",
+        "",
+    ]
+    md = "\n".join(header) + "\n" + "\n".join(table_markdown(t, g) for g, t in tables.items())
+    written["markdown"] = out / "tables.md"
+    atomic_write_bytes(written["markdown"], md.encode())
+
+    for group, table in tables.items():
+        path = out / f"table-{group}.csv"
+        with atomic_path(path) as tmp:
+            table.to_csv(tmp, index=False)
+        written[f"csv-{group}"] = path
+
+    per_query = pd.concat(
+        [run.per_query.assign(run=name) for name, run in runs.items()], ignore_index=True
+    )
+    written["per-query"] = out / "per-query.csv"
+    with atomic_path(written["per-query"]) as tmp:
+        per_query.to_csv(tmp, index=False)
+
+    summary = {
+        "runs": {name: run.settings for name, run in runs.items()},
+        "overall": {
+            name: run.overall().set_index("group").to_dict(orient="index")
+            for name, run in runs.items()
+        },
+        "tables": {g: t.to_dict(orient="records") for g, t in tables.items()},
+    }
+    written["summary"] = out / "summary.json"
+    atomic_write_bytes(written["summary"], json.dumps(summary, indent=2, default=str).encode())
+
+    written["html"] = out / "report.html"
+    body = _html(tables, runs, indexes, n_sheets, seed)
+    atomic_write_bytes(written["html"], body.encode())
+    return written
+
+
+def _html(
+    tables: dict[str, pd.DataFrame],
+    runs: dict[str, ConceptEvaluation],
+    indexes: dict[str, IndexData],
+    n_sheets: int,
+    seed: int,
+) -> str:
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>vidhash evaluation</title>",
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;"
+        "text-align:right}td:first-child{text-align:left}img{max-width:100%}"
+        ".defs{white-space:pre-wrap;background:#f6f6f6;padding:8px}</style></head><body>",
+        "<h1>Concept retrieval evaluation</h1>",
+        "<h2>Settings</h2>",
+    ]
+    for name, run in runs.items():
+        settings = json.dumps(run.settings, indent=2, default=str)
+        parts.append(f"<h3>{html.escape(name)}</h3><pre>{html.escape(settings)}</pre>")
+    parts.append("<h2>Results</h2>")
+    for group, table in tables.items():
+        parts.append(f"<h3>{html.escape(group)}</h3>")
+        parts.append(table.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="n/a"))
+        parts.append(_img_tag(bar_chart(table, group), f"{group} MAP@K bar chart"))
+    parts.append("<h2>Definitions</h2>")
+    parts.append(_definitions_html())
+    parts.append("<h2>Sample queries</h2>")
+    parts.append(
+        "<p>Green frame: the result shares the query's concept (hit); red: it does not "
+        "(miss). d = Hamming distance.</p>"
+    )
+    first_name = next(iter(runs))
+    for query_pos, concept in sample_queries(runs[first_name], n_sheets, seed):
+        query_id = runs[first_name].query_ids[query_pos]
+        parts.append(f"<h3>{html.escape(query_id)} &mdash; {html.escape('/'.join(concept))}</h3>")
+        for name, run in runs.items():
+            pos = run.query_ids.index(query_id)
+            n_res = min(10, run.rankings.shape[1])
+            png = contact_sheet(indexes[name], run, pos, concept, n_res, f"{name}: {concept[1]}")
+            parts.append(_img_tag(png, f"{name} results for {query_id}"))
+    parts.append("</body></html>")
+    return "\n".join(parts)
