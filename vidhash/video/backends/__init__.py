@@ -1,0 +1,1 @@
+"""Decoder backends behind :class:`vidhash.video.stream.VideoStream` (PyAV, ffmpeg CLI, OpenCV)."""

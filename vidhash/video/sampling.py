@@ -1,0 +1,316 @@
+"""Uniform keyframe sampling over any :class:`~vidhash.video.stream.VideoStream`.
+
+Sample times (seconds on the stream's clock, ``start`` = pts of the first frame):
+
+* ``every=S``: ``start, start+S, start+2S, ...`` while ``< start + duration`` (at least one).
+* ``count=N``: ``start + i * duration / N`` for ``i < N`` (the starts of N equal segments).
+
+Which frame a sample time ``t`` delivers:
+
+* ``mode="exact"``: the frame *on screen* at ``t``: the last frame whose pts <= t (1e-4 s
+  slack), or the first frame when ``t`` precedes it. The stream seeks to the keyframe at or
+  before ``t`` and decodes forward; when the next target lies in the GOP already being
+  decoded (no keyframe in between, known from the container index) it keeps decoding
+  instead of seeking, so no frame is decoded twice.
+* ``mode="fast"``: the keyframe at or before ``t`` (one seek, one decoded frame, non-key
+  frames skipped by the decoder) when it lies within half a sampling step of ``t`` and was
+  not delivered already; otherwise that sample falls back to exact. So fast-mode frames are
+  at most ``step/2`` away from their target (1 s at the default ``--every 2``), and both
+  modes deliver the same number of frames.
+
+Either way the frame's *true* pts is reported. Files with no duration in their header are
+sampled by decoding through once (fast mode decodes only keyframes then); ``count`` on
+such a file first reads the packets to learn the duration. A file that stops decoding part
+way yields every frame obtained and then raises :class:`~vidhash.errors.DecodeError` with
+one line saying where and why. Memory stays bounded: at most two decoded frames are held.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vidhash.errors import DecodeError, UsageError
+from vidhash.fsutil import keyframe_id
+from vidhash.transforms import DEFAULT_SIZE, center_crop_resize
+from vidhash.video.discover import IMAGE_EXTENSIONS
+from vidhash.video.stream import DecodedFrame, VideoInfo, VideoStream, open_video
+
+MODES = ("fast", "exact")
+_EPS = 1e-4  # seconds of slack when comparing pts with a target (ids are in ms)
+
+
+def sample_times(
+    start: float, duration: float, *, every: float | None = 2.0, count: int | None = None
+) -> list[float]:
+    """The uniform sample times for a stream starting at ``start`` lasting ``duration`` s."""
+    if count is not None:
+        if count < 1:
+            raise UsageError(f"count must be >= 1, got {count}")
+        return [start + i * duration / count for i in range(count)]
+    if every is None or every <= 0:
+        raise UsageError(f"every must be > 0 seconds, got {every}")
+    n = max(1, math.ceil(duration / every - 1e-9))
+    return [start + i * every for i in range(n)]
+
+
+class _Cursor:
+    """Walks one forward decode run, answering "which frame is on screen at t?".
+
+    Holds at most two frames: the last one at or before the previous target, and one
+    read past it (kept for the next, later target).
+    """
+
+    def __init__(self, frames: Iterator[DecodedFrame]) -> None:
+        self._frames = frames
+        self.last: DecodedFrame | None = None
+        self._ahead: DecodedFrame | None = None
+        self.eof = False
+        self.key_times: list[float] = []
+
+    def _next(self) -> DecodedFrame | None:
+        if self._ahead is not None:
+            frame, self._ahead = self._ahead, None
+            return frame
+        if self.eof:
+            return None
+        frame = next(self._frames, None)
+        if frame is None:
+            self.eof = True
+        elif frame.key:
+            self.key_times.append(frame.pts_time)
+        return frame
+
+    def at(self, t: float) -> DecodedFrame | None:
+        while (frame := self._next()) is not None:
+            if frame.pts_time <= t + _EPS:
+                self.last = frame
+                continue
+            self._ahead = frame
+            return self.last if self.last is not None else frame
+        return self.last
+
+    def min_key_interval(self) -> float:
+        gaps = [b - a for a, b in zip(self.key_times, self.key_times[1:], strict=False) if b > a]
+        return min(gaps) if gaps else 0.0
+
+
+@dataclass
+class _Run:
+    """Bookkeeping shared by the sampling strategies of one video."""
+
+    stream: VideoStream
+    gap_limit: float  # a target further than this past the last frame is unreachable
+    delivered_ms: int | None = None
+    problem: str | None = None
+
+    def is_new(self, frame: DecodedFrame) -> bool:
+        return round(frame.pts_time * 1000) != self.delivered_ms
+
+    def mark(self, frame: DecodedFrame) -> DecodedFrame:
+        self.delivered_ms = round(frame.pts_time * 1000)
+        return frame
+
+
+def sample_frames(
+    stream: VideoStream,
+    *,
+    every: float | None = 2.0,
+    count: int | None = None,
+    mode: str = "fast",
+) -> Iterator[DecodedFrame]:
+    """Yield the sampled frames of an open stream in time order (see module docstring).
+
+    Raises DecodeError after the last good frame when the file stops decoding part way or
+    yields no frame at all.
+    """
+    if mode not in MODES:
+        raise UsageError(f"mode must be one of {MODES}, got {mode!r}")
+    if count is None and (every is None or every <= 0):
+        raise UsageError(f"every must be > 0 seconds, got {every}")
+    info = stream.info
+    duration = info.duration
+    if duration is None and count is not None:
+        duration = stream.scan_duration()
+        if duration is None:
+            raise DecodeError("no decodable frames")
+    frame_step = 1.0 / info.frame_rate if info.frame_rate else 0.04
+    yielded = 0
+    if duration is None or not stream.can_seek:
+        run = _Run(stream, gap_limit=max(2 * frame_step, (every or 0) / 2))
+        source = _scan(run, every=every, count=count, duration=duration, fast=mode == "fast")
+    else:
+        targets = sample_times(info.start_time, duration, every=every, count=count)
+        step = duration / count if count is not None else float(every)
+        run = _Run(stream, gap_limit=max(2 * frame_step, step / 2))
+        source = _seek_sampling(run, targets, tolerance=step / 2, fast=mode == "fast")
+    for frame in source:
+        yielded += 1
+        yield frame
+    problems = [p for p in (run.problem, info.problem) if p]
+    if problems:
+        raise DecodeError("; ".join(problems))
+    if yielded == 0:
+        raise DecodeError("no decodable frames")
+
+
+def _seek_sampling(
+    run: _Run, targets: list[float], *, tolerance: float, fast: bool
+) -> Iterator[DecodedFrame]:
+    stream = run.stream
+    cursor: _Cursor | None = None
+    try:
+        for t in targets:
+            if fast:
+                stream.seek(t)
+                key = next(stream.frames(keyframes_only=True), None)
+                cursor = None  # the decoder is now positioned after a keyframe-only read
+                if key is not None and abs(key.pts_time - t) <= tolerance and run.is_new(key):
+                    yield run.mark(key)
+                    continue
+            if cursor is None or not _can_continue(stream, cursor, t):
+                stream.seek(t)
+                cursor = _Cursor(stream.frames())
+            frame = cursor.at(t)
+            if frame is None or (cursor.eof and t - frame.pts_time > run.gap_limit):
+                end = (
+                    "no frame" if frame is None else f"the last frame is at {frame.pts_time:.3f} s"
+                )
+                run.problem = (
+                    f"decoding ended before the sample at {t:.3f} s ({end}; "
+                    f"header duration {stream.info.duration:.3f} s)"
+                )
+                return
+            if run.is_new(frame):
+                yield run.mark(frame)
+    except DecodeError as exc:
+        run.problem = str(exc)
+
+
+def _can_continue(stream: VideoStream, cursor: _Cursor, t: float) -> bool:
+    """Is decoding on from the cursor cheaper than seeking (no keyframe before ``t``)?"""
+    if cursor.last is None or cursor.eof or cursor.last.pts_time > t + _EPS:
+        return False
+    here = cursor.last.pts_time
+    keys = stream.keyframe_times()
+    if keys is not None:
+        return not any(here + _EPS < k <= t + _EPS for k in keys)
+    interval = cursor.min_key_interval()
+    return interval > 0 and t < (cursor.key_times[-1] + interval)
+
+
+def _scan(
+    run: _Run, *, every: float | None, count: int | None, duration: float | None, fast: bool
+) -> Iterator[DecodedFrame]:
+    """Decode through once (no duration in the header, or a backend that cannot seek)."""
+    stream = run.stream
+    start = stream.info.start_time
+    if count is not None and duration is not None:
+        step = duration / count
+        limit = count
+    else:
+        step = float(every)  # type: ignore[arg-type]
+        limit = None
+    try:
+        stream.seek(start)
+        cursor = _Cursor(stream.frames(keyframes_only=fast))
+        i = 0
+        while limit is None or i < limit:
+            t = start + i * step
+            frame = cursor.at(t)
+            if frame is None or (cursor.eof and t - frame.pts_time > run.gap_limit):
+                return  # the natural end: no duration was promised
+            if run.is_new(frame):
+                yield run.mark(frame)
+            i += 1
+    except DecodeError as exc:
+        run.problem = str(exc)
+
+
+# -- the per-video generator the extract and index stages share -----------------------------
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    """One sampled, preprocessed frame of a video, ready to save or to hash."""
+
+    keyframe_id: str
+    pts_time: float
+    frame_index: int | None
+    width: int  # original frame width, upright
+    height: int  # original frame height, upright
+    rotation: int  # display rotation that was undone (degrees counter-clockwise)
+    image: np.ndarray  # size x size x 3 RGB uint8 (center_crop_resize)
+
+
+def is_image_path(path: str | os.PathLike) -> bool:
+    """A still image (one keyframe at pts 0) rather than a video, judged by extension."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
+    """A still image as upright RGB uint8 (OpenCV applies the EXIF orientation)."""
+    import cv2
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DecodeError("not a readable image")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def iter_keyframes(
+    path: str | os.PathLike,
+    *,
+    video_hash: str,
+    every: float | None = 2.0,
+    count: int | None = None,
+    mode: str = "fast",
+    backend: str = "pyav",
+    size: int = DEFAULT_SIZE,
+) -> Iterator[Keyframe]:
+    """Sample, upright and preprocess one video (or a still image: one keyframe at 0).
+
+    Yields keyframes in time order; if decoding fails part way it yields what it got and
+    then raises DecodeError with a one-line reason.
+    """
+    if is_image_path(path):
+        rgb = read_image_rgb(path)
+        yield _keyframe(video_hash, 0.0, 0, 0, rgb, size)
+        return
+    with open_video(path, backend=backend) as stream:
+        for frame in sample_frames(stream, every=every, count=count, mode=mode):
+            try:
+                rgb = frame.rgb()
+            except DecodeError:
+                raise
+            except Exception as exc:  # a library error converting pixels of a damaged frame
+                raise DecodeError(f"cannot convert frame at {frame.pts_time:.3f} s: {exc}") from exc
+            yield _keyframe(
+                video_hash, frame.pts_time, frame.frame_index, frame.rotation, rgb, size
+            )
+
+
+def _keyframe(
+    video_hash: str, pts_time: float, index: int | None, rotation: int, rgb: np.ndarray, size: int
+) -> Keyframe:
+    height, width = rgb.shape[:2]
+    return Keyframe(
+        keyframe_id=keyframe_id(video_hash, pts_time),
+        pts_time=pts_time,
+        frame_index=index,
+        width=width,
+        height=height,
+        rotation=round(rotation / 90) * 90 % 360,
+        image=center_crop_resize(rgb, size),
+    )
+
+
+def probe(path: str | os.PathLike, backend: str = "pyav") -> VideoInfo:
+    """Open, read the header facts, close. DecodeError when it is not a readable video."""
+    with open_video(path, backend=backend) as stream:
+        return stream.info
