@@ -32,7 +32,8 @@ def concept_tables(runs: dict[str, ConceptEvaluation]) -> dict[str, pd.DataFrame
     """One table per concept group: concept | top-K <run> ... | plus an overall row.
 
     Columns go K-major (top-10 proposed, top-10 baseline, top-50 proposed, ...), as in the
-    paper's Tables II/III. The overall row is the equally weighted mean over concepts.
+    paper's Tables II/III; a single run gets one column per K (top-10, top-50). The overall
+    row is the equally weighted mean over concepts.
     """
     first = next(iter(runs.values()))
     topks = first.topks
@@ -44,7 +45,8 @@ def concept_tables(runs: dict[str, ConceptEvaluation]) -> dict[str, pd.DataFrame
         for k in topks:
             for name, run in runs.items():
                 t = run.table[run.table["group"] == group].set_index("concept")
-                table[f"top-{k} {name}"] = table["concept"].map(t[f"map@{k}"]).to_numpy()
+                col = f"top-{k} {name}" if len(runs) > 1 else f"top-{k}"
+                table[col] = table["concept"].map(t[f"map@{k}"]).to_numpy()
         score_cols = [c for c in table.columns if c.startswith("top-")]
         overall = {"concept": OVERALL, "queries": int(table["queries"].sum())}
         overall.update({c: float(table[c].dropna().mean()) for c in score_cols})
