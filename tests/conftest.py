@@ -36,9 +36,10 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of small real test media, made once per session. Treat it as read-only.
 
     Videos (4 s unless noted, 10 fps, 96x64):
-      h264.mp4 (GOP 10), mpeg4.avi, vp9.webm, rotated.mp4 (display matrix 90 deg, 64x96
-      stored), vfr.mkv (alternating 100/300 ms intervals), h264-cut.mp4 (first 60% of a
-      6 s H.264 clip with GOP 10), long.mp4 (12 s, 5 fps, GOP 10);
+      h264.mp4 (GOP 10), mpeg4.avi, vp9.webm, rotated.mp4 (2 s, display matrix 90 deg,
+      64x96 stored, 96x64 upright), vfr.mkv (alternating 100/300 ms intervals),
+      h264-cut.mp4 / mpeg4-cut.avi (first 60% of the bytes of 6 s clips with GOP 10; the MP4
+      has its index in front), long.mp4 (12 s, 5 fps, GOP 10);
     broken inputs: zero.mp4 (0 bytes), random.mp4 (random bytes), text.avi (text);
     stills: still.jpg (chelsea), still.png (coffee).
     """
@@ -46,12 +47,16 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     media.make_video(root / "h264.mp4", codec="h264", seconds=4, fps=10, gop=10)
     media.make_video(root / "mpeg4.avi", codec="mpeg4", seconds=4, fps=10, gop=10)
     media.make_video(root / "vp9.webm", codec="vp9", seconds=4, fps=10, gop=10)
-    media.make_video(
-        root / "rotated.mp4", codec="h264", seconds=2, fps=10, size=(64, 96), gop=10, rotate=90
-    )
+    media.make_video(root / "rotated.mp4", seconds=2, fps=10, size=(96, 64), gop=10, rotate=90)
     media.make_video(root / "vfr.mkv", codec="h264", seconds=4, fps=10, vfr=True, gop=5)
-    full = media.make_video(root / "cut-source" / "h264.mp4", seconds=6, fps=10, gop=10)
+    full = media.make_video(
+        root / "cut-src" / "h264.mp4", seconds=6, fps=10, gop=10, faststart=True
+    )
     media.truncate(full, 0.6, root / "h264-cut.mp4")
+    full = media.make_video(
+        root / "cut-src" / "mpeg4.avi", codec="mpeg4", seconds=6, fps=10, gop=10
+    )
+    media.truncate(full, 0.6, root / "mpeg4-cut.avi")
     media.make_video(root / "long.mp4", codec="h264", seconds=12, fps=5, gop=10)
     (root / "zero.mp4").write_bytes(b"")
     media.random_bytes(root / "random.mp4")

@@ -80,12 +80,16 @@ def make_video(
     rotate: int | None = None,
     vfr: bool = False,
     frames_from: Sequence[str] = PHOTOS,
+    faststart: bool = False,
 ) -> Path:
     """Encode a small real video at ``path`` (container chosen by the suffix).
 
     ``gop``: frames between keyframes (default: the encoder's). ``rotate``: display-matrix
-    rotation in degrees counter-clockwise, as players and ``VideoFrame.rotation`` read it
-    (the stored pixels stay as encoded, so a correct reader must turn them). ``vfr``: frame
+    rotation in degrees counter-clockwise, as players and ``VideoFrame.rotation`` read it;
+    ``size`` stays the *display* size: the stored pixels are the upright picture turned the
+    other way (like a phone held sideways), so only a reader that applies the rotation sees
+    the marker block top-left at ``size``. ``faststart``: MP4 index at the front, so a
+    truncated copy still opens (and then stops decoding part way). ``vfr``: frame
     intervals alternate 1/fps and 3/fps (timestamps in milliseconds), so a
     variable-frame-rate file whose frame index and time do not map linearly.
     """
@@ -97,6 +101,9 @@ def make_video(
     encoder = _ENCODERS.get(codec, codec)
     width, height = size
     photos = [_resize(photo(name), size) for name in frames_from]
+    quarter_turns = round((rotate or 0) / 90) % 4
+    if quarter_turns % 2:
+        width, height = height, width  # stored (coded) size
 
     if vfr:
         time_base = Fraction(1, 1000)
@@ -110,7 +117,8 @@ def make_video(
         time_base = Fraction(1, fps)
         pts_list = list(range(round(seconds * fps)))
 
-    with av.open(str(path), mode="w", format=fmt) as container:
+    container_options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), mode="w", format=fmt, options=container_options) as container:
         stream = container.add_stream(encoder, rate=fps)
         stream.width = width
         stream.height = height
@@ -133,7 +141,10 @@ def make_video(
         if rotate:
             stream.set_display_rotation(rotate)
         for index, pts in enumerate(pts_list):
-            frame = av.VideoFrame.from_ndarray(frame_picture(index, size, photos), format="rgb24")
+            picture = frame_picture(index, size, photos)
+            if quarter_turns:
+                picture = np.ascontiguousarray(np.rot90(picture, k=-quarter_turns))
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
             frame.pts = pts
             frame.time_base = time_base
             for packet in stream.encode(frame):

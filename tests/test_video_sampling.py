@@ -1,0 +1,161 @@
+"""Uniform sampling over real encoded clips: which frames, which timestamps, which way up.
+
+The reference for every check is a plain full decode of the same file with PyAV (every
+frame, its pts and pixels), so a sampler that mislabels a frame or delivers the wrong
+one fails here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from vidhash.errors import DecodeError
+from vidhash.video.sampling import iter_keyframes, probe, sample_frames, sample_times
+from vidhash.video.stream import open_video
+
+HASH = "ab" * 32
+
+
+def full_decode(path: Path) -> list[tuple[float, bool, np.ndarray]]:
+    """Every frame as (pts seconds, keyframe?, upright RGB) the slow, obvious way."""
+    with av.open(str(path)) as container:
+        frames = []
+        for frame in container.decode(video=0):
+            rgb = np.rot90(frame.to_ndarray(format="rgb24"), k=round(frame.rotation / 90) % 4)
+            frames.append((float(frame.time), bool(frame.key_frame), rgb))
+    return frames
+
+
+def sampled(path: Path, backend: str = "pyav", **kwargs) -> list:
+    with open_video(path, backend=backend) as stream:
+        return [(f.pts_time, f.frame_index, f.rgb()) for f in sample_frames(stream, **kwargs)]
+
+
+def on_screen(reference: list, t: float) -> tuple[int, float]:
+    """(index, pts) of the last reference frame with pts <= t."""
+    index = max(i for i, (pts, _, _) in enumerate(reference) if pts <= t + 1e-4)
+    return index, reference[index][0]
+
+
+def test_sample_times() -> None:
+    assert sample_times(0.0, 4.0, every=2) == [0.0, 2.0]
+    assert sample_times(0.5, 4.1, every=2) == [0.5, 2.5, 4.5]
+    assert sample_times(0.0, 1.0, every=2) == [0.0]  # short clips still give one frame
+    assert sample_times(0.0, 6.0, count=3) == [0.0, 2.0, 4.0]
+
+
+@pytest.mark.parametrize("name", ["h264.mp4", "mpeg4.avi", "vp9.webm", "vfr.mkv"])
+@pytest.mark.parametrize("kwargs", [{"every": 0.75}, {"every": 2.0}, {"count": 3}])
+def test_exact_mode_delivers_the_frame_on_screen(media_dir: Path, name: str, kwargs) -> None:
+    path = media_dir / name
+    reference = full_decode(path)
+    info = probe(path)
+    targets = sample_times(info.start_time, info.duration, **kwargs)
+    got = sampled(path, mode="exact", **kwargs)
+    expected = [on_screen(reference, t) for t in targets]
+    expected = [e for i, e in enumerate(expected) if i == 0 or e != expected[i - 1]]
+    assert [round(p, 3) for p, _, _ in got] == [round(p, 3) for _, p in expected]
+    for (pts, index, rgb), (ref_index, _) in zip(got, expected, strict=True):
+        assert np.array_equal(rgb, reference[ref_index][2]), f"wrong pixels at {pts}"
+        assert index in (None, ref_index)
+
+
+@pytest.mark.parametrize("name", ["h264.mp4", "mpeg4.avi", "vp9.webm", "vfr.mkv"])
+@pytest.mark.parametrize("every", [0.75, 1.0, 2.0])
+def test_fast_mode_is_near_and_true(media_dir: Path, name: str, every: float) -> None:
+    path = media_dir / name
+    reference = {round(p, 4): (key, rgb) for p, key, rgb in full_decode(path)}
+    info = probe(path)
+    targets = sample_times(info.start_time, info.duration, every=every)
+    got = sampled(path, mode="fast", every=every)
+    assert len(got) == len(targets)  # same count as exact mode on a clean file
+    for t, (pts, _, rgb) in zip(targets, got, strict=True):
+        assert abs(pts - t) <= every / 2 + 1e-6
+        assert np.array_equal(rgb, reference[round(pts, 4)][1]), "pts does not match the pixels"
+
+
+def test_fast_mode_uses_keyframes_when_they_are_close(media_dir: Path) -> None:
+    # GOP 10 at 10 fps: keyframes every second, so every 1 s hits keyframes only.
+    path = media_dir / "h264.mp4"
+    keys = [p for p, key, _ in full_decode(path) if key]
+    got = [pts for pts, _, _ in sampled(path, mode="fast", every=1.0)]
+    assert got == pytest.approx(keys)
+
+
+def test_rotated_video_comes_out_upright(media_dir: Path) -> None:
+    path = media_dir / "rotated.mp4"
+    info = probe(path)
+    assert (info.width, info.height, info.rotation) == (96, 64, 90)
+    for backend in ("pyav", "ffmpeg"):
+        frames = sampled(path, backend=backend, every=1.0, mode="exact")
+        assert frames
+        for _, _, rgb in frames:
+            assert rgb.shape == (64, 96, 3)
+            assert rgb[:6, :6].mean() > 240  # the marker block is drawn top-left when upright
+            assert rgb[-6:, -6:].mean() < 240
+    keyframes = list(iter_keyframes(path, video_hash=HASH, size=32))
+    assert {(k.width, k.height, k.rotation) for k in keyframes} == {(96, 64, 90)}
+
+
+def test_keyframes_are_center_cropped_and_resized(media_dir: Path) -> None:
+    path = media_dir / "h264.mp4"
+    reference = {round(p, 4): rgb for p, _, rgb in full_decode(path)}
+    keyframes = list(iter_keyframes(path, video_hash=HASH, every=2.0, size=32))
+    assert [k.keyframe_id for k in keyframes] == [
+        f"{HASH[:16]}-000000000",
+        f"{HASH[:16]}-000002000",
+    ]
+    for k in keyframes:
+        assert k.image.shape == (32, 32, 3) and k.image.dtype == np.uint8
+        assert (k.width, k.height) == (96, 64)
+        frame = reference[round(k.pts_time, 4)]
+        expected = cv2.resize(frame[:, 16:80], (32, 32), interpolation=cv2.INTER_AREA)
+        assert np.array_equal(k.image, expected)
+
+
+def test_still_image_is_one_keyframe(media_dir: Path) -> None:
+    (k,) = iter_keyframes(media_dir / "still.png", video_hash=HASH, size=40)
+    assert (k.pts_time, k.width, k.height, k.image.shape) == (0.0, 80, 120, (40, 40, 3))
+
+
+@pytest.mark.parametrize("name", ["h264-cut.mp4", "mpeg4-cut.avi"])
+@pytest.mark.parametrize("mode", ["fast", "exact"])
+def test_truncated_file_yields_what_it_can_then_raises(media_dir: Path, name: str, mode) -> None:
+    got = []
+    with pytest.raises(DecodeError) as excinfo:
+        for keyframe in iter_keyframes(media_dir / name, video_hash=HASH, every=1.0, mode=mode):
+            got.append(keyframe.pts_time)
+    assert got and got[0] == 0.0
+    assert max(got) < 4.0  # 60% of a 6 s clip
+    assert "\n" not in str(excinfo.value) and str(excinfo.value)
+
+
+@pytest.mark.parametrize("name", ["zero.mp4", "random.mp4", "text.avi"])
+@pytest.mark.parametrize("backend", ["pyav", "ffmpeg"])
+def test_not_a_video_raises_decode_error(media_dir: Path, name: str, backend: str) -> None:
+    with pytest.raises(DecodeError) as excinfo:
+        list(iter_keyframes(media_dir / name, video_hash=HASH, backend=backend))
+    assert str(excinfo.value) and "\n" not in str(excinfo.value)
+
+
+@pytest.mark.parametrize("name", ["h264.mp4", "vfr.mkv", "rotated.mp4", "mpeg4.avi"])
+@pytest.mark.parametrize("mode", ["fast", "exact"])
+def test_backends_agree(media_dir: Path, name: str, mode: str) -> None:
+    pyav = sampled(media_dir / name, "pyav", every=0.75, mode=mode)
+    cli = sampled(media_dir / name, "ffmpeg", every=0.75, mode=mode)
+    assert [p for p, _, _ in cli] == pytest.approx([p for p, _, _ in pyav], abs=1e-3)
+    for (_, _, a), (_, _, b) in zip(pyav, cli, strict=True):
+        assert np.abs(a.astype(int) - b).mean() < 2.0
+
+
+def test_long_clip_memory_is_bounded_by_streaming(media_dir: Path) -> None:
+    # A generator: asking for the first keyframe must not decode the whole file first.
+    frames = iter_keyframes(media_dir / "long.mp4", video_hash=HASH, every=2.0, mode="exact")
+    first = next(frames)
+    assert first.pts_time == 0.0
+    frames.close()
