@@ -1,0 +1,80 @@
+"""Networks, backbones, checkpoints and the shipped default models.
+
+``load_model("default")`` / ``load_model("default-baseline")`` give the models shipped in
+``vidhash/weights/`` (their sha256 is checked against ``vidhash/weights/models.json``);
+any other argument is a checkpoint path. See docs/MODELS.md.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+from vidhash.errors import CheckpointError
+
+SHIPPED_NAMES = ("default", "default-baseline")
+
+
+def shipped_models() -> dict[str, dict]:
+    """The registry of shipped models: name -> {file, sha256, description, metrics, ...}."""
+    registry = resources.files("vidhash.weights").joinpath("models.json")
+    if not registry.is_file():
+        return {}
+    return json.loads(registry.read_text())
+
+
+def shipped_path(name: str) -> Path:
+    """Path of a shipped model's file (not yet hash-checked)."""
+    entry = shipped_models().get(name)
+    if entry is None:
+        raise CheckpointError(
+            f"no shipped model named {name!r}; known: {', '.join(shipped_models())}"
+        )
+    return Path(str(resources.files("vidhash.weights").joinpath(entry["file"])))
+
+
+def load_model(name_or_path: str, device: str = "cpu"):  # -> HashNet (lazy torch import)
+    """A hashing network ready to ``encode``: a shipped name or a checkpoint path.
+
+    Shipped files are verified against the sha256 in the registry, so a damaged or swapped
+    file is a :class:`CheckpointError`, never silently different codes.
+    """
+    from vidhash.fsutil import content_hash
+    from vidhash.models.checkpoint import load_checkpoint
+    from vidhash.models.nets import HashNet
+
+    registry = shipped_models()
+    if name_or_path in registry or name_or_path in SHIPPED_NAMES:
+        path = shipped_path(name_or_path)
+        if not path.is_file():
+            raise CheckpointError(f"shipped model {name_or_path!r} is missing: {path}")
+        expected = registry[name_or_path]["sha256"]
+        actual = content_hash(path)
+        if actual != expected:
+            raise CheckpointError(
+                f"shipped model {name_or_path!r} fails its integrity check "
+                f"(sha256 {actual[:12]}.. != {expected[:12]}..): reinstall vidhash"
+            )
+        model, _ = load_checkpoint(path, device)
+        model.model_name = name_or_path
+    else:
+        model, _ = load_checkpoint(name_or_path, device)
+    if not isinstance(model, HashNet):
+        raise CheckpointError(
+            f"{name_or_path} is a segmentation checkpoint; hashing needs a train-hash checkpoint"
+        )
+    return model
+
+
+def __getattr__(name: str):
+    """Lazy access to the torch-side API (``from vidhash.models import HashNet``)."""
+    if name in ("HashNet", "PSPHashNet", "BaselineHashNet", "PSPSegNet", "HashHead"):
+        from vidhash.models import nets
+
+        return getattr(nets, name)
+    if name in ("get_backbone", "register_backbone", "list_backbones", "BackboneWeights"):
+        from vidhash.models import backbones
+
+        return getattr(backbones, name)
+    raise AttributeError(name)

@@ -1,0 +1,32 @@
+"""``vidhash models``: list the shipped models (name, code length, metrics, file, sha256)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command("models")
+@click.option("--json", "as_json", is_flag=True, help="print the registry as JSON")
+def command(as_json: bool) -> None:
+    """List the models shipped inside the package (usable as --model NAME)."""
+    from vidhash.models import shipped_models, shipped_path
+
+    registry = shipped_models()
+    if as_json:
+        click.echo(json.dumps(registry, indent=1))
+        return
+    if not registry:
+        click.echo("no shipped models installed")
+        return
+    for name, entry in registry.items():
+        path = shipped_path(name)
+        size = f"{path.stat().st_size / 1e6:.1f} MB" if path.is_file() else "MISSING"
+        metrics = ", ".join(f"{k} {v}" for k, v in entry.get("metrics", {}).items())
+        click.echo(
+            f"{name:18s} {entry.get('arch', ''):9s} {entry.get('code_bits', '')} bits  "
+            f"{size:>8s}  sha256 {entry['sha256'][:12]}  {entry.get('description', '')}"
+        )
+        if metrics:
+            click.echo(f"{'':18s} {metrics}")

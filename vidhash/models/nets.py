@@ -1,0 +1,202 @@
+"""The networks: segmentation (phase 1), PSP hashing and the DLBHC baseline (phase 2).
+
+``PSPHashNet = backbone -> PSP -> hash head`` and ``BaselineHashNet = backbone -> pool ->
+hash head``: both share :class:`HashHead` and the same pooling, so the comparison differs
+only in whether the PSP module sits in between.
+
+What the hash head reads from the PSP (``head_input``) is a choice the paper leaves open;
+it is measured in ``benchmarks/ablation_head_input.py`` (see docs/results/models.md):
+
+* ``scores``: the pre-softmax class scores (C_seg x 28 x 28), adaptively average-pooled
+  to ``pool x pool``;
+* ``stacked``: the stacked map (original + four streams, 2N channels), pooled the same way;
+* ``both``: the two concatenated.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vidhash.models.backbones import Backbone
+from vidhash.models.psp import PSPDecoder, SegmentationHead
+
+HEAD_INPUTS = ("scores", "stacked", "both")
+CODE_LENGTHS = (12, 16, 32, 48, 64, 128)
+
+
+class HashHead(nn.Module):
+    """FC width (ReLU) -> FC width (ReLU) -> FC L (sigmoid: the hash layer) -> FC C (logits)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        code_bits: int,
+        num_classes: int,
+        width: int = 4096,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.fc = nn.Sequential(
+            nn.Linear(in_features, width),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(width, width),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+        )
+        self.hash = nn.Linear(width, code_bits)
+        self.classifier = nn.Linear(code_bits, num_classes)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(r in (0,1) of shape (N, L), class logits (N, C)). Softmax lives in the loss."""
+        r = torch.sigmoid(self.hash(self.fc(features)))
+        return r, self.classifier(r)
+
+
+class HashNet(nn.Module):
+    """Common face of the hashing networks: metadata, head features, and ``encode``."""
+
+    backbone: Backbone
+    head: HashHead
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model_id: str = ""
+        self.model_name: str = ""
+        self.classes: list[str] = []
+        self.config: dict = {}
+
+    @property
+    def code_bits(self) -> int:
+        return self.head.hash.out_features
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def head_features(self, images01: torch.Tensor) -> torch.Tensor:
+        """The flat vector the hash head reads (subclasses define it)."""
+        raise NotImplementedError
+
+    def forward(self, images01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(self.head_features(images01))
+
+    def encode(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """uint8 RGB (N,H,W,3) crops -> packed codes uint8 (N, ceil(L/8)); bit 1 where r >= 0.5."""
+        images = np.asarray(images)
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(
+                f"encode expects uint8 RGB (N,H,W,3), got {images.dtype} {images.shape}"
+            )
+        n_bytes = math.ceil(self.code_bits / 8)
+        if len(images) == 0:
+            return np.zeros((0, n_bytes), np.uint8)
+        was_training = self.training
+        self.eval()
+        chunks = []
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(images), batch_size):
+                    batch = torch.from_numpy(
+                        np.ascontiguousarray(images[start : start + batch_size])
+                    )
+                    x = batch.to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+                    r, _ = self(x)
+                    chunks.append(np.packbits((r >= 0.5).cpu().numpy(), axis=1))
+        finally:
+            self.train(was_training)
+        return np.concatenate(chunks).astype(np.uint8, copy=False)
+
+
+class PSPSegNet(nn.Module):
+    """Phase 1: backbone -> PSPDecoder -> SegmentationHead (log-probs at the mask size)."""
+
+    def __init__(self, backbone: Backbone, num_classes: int, decoder_channels: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.decoder = PSPDecoder(backbone.out_channels, decoder_channels)
+        self.seg_head = SegmentationHead(decoder_channels, num_classes)
+
+    def forward_from_features(self, fmap: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        _, fused = self.decoder(fmap)
+        return self.seg_head(fused, size)
+
+    def forward(self, images01: torch.Tensor) -> torch.Tensor:
+        return self.forward_from_features(self.backbone(images01), images01.shape[-2:])
+
+
+class PSPHashNet(HashNet):
+    """Phase 2, proposed: backbone -> PSP (softmax removed) -> pooled ``head_input`` -> head."""
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        num_seg_classes: int,
+        decoder_channels: int,
+        code_bits: int,
+        num_classes: int,
+        width: int = 4096,
+        head_input: str = "both",
+        pool: int = 4,
+    ) -> None:
+        super().__init__()
+        if head_input not in HEAD_INPUTS:
+            raise ValueError(f"head_input must be one of {HEAD_INPUTS}, got {head_input!r}")
+        self.backbone = backbone
+        self.decoder = PSPDecoder(backbone.out_channels, decoder_channels)
+        self.seg_head = SegmentationHead(decoder_channels, num_seg_classes)
+        self.head_input = head_input
+        self.pool = pool
+        channels = {
+            "scores": num_seg_classes,
+            "stacked": self.decoder.stacked_channels,
+            "both": num_seg_classes + self.decoder.stacked_channels,
+        }[head_input]
+        self.head = HashHead(channels * pool * pool, code_bits, num_classes, width)
+
+    def features_from_map(self, fmap: torch.Tensor) -> torch.Tensor:
+        """Backbone map -> the pooled PSP outputs the head reads (flat)."""
+        stacked, fused = self.decoder(fmap)
+        parts = []
+        if self.head_input in ("scores", "both"):
+            parts.append(self.seg_head.scores(fused))
+        if self.head_input in ("stacked", "both"):
+            parts.append(stacked)
+        grid = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        return torch.flatten(F.adaptive_avg_pool2d(grid, self.pool), 1)
+
+    def head_features(self, images01: torch.Tensor) -> torch.Tensor:
+        return self.features_from_map(self.backbone(images01))
+
+    def segment(self, images01: torch.Tensor) -> torch.Tensor:
+        """Per-pixel log-probabilities of the PSP's segmentation classes."""
+        _, fused = self.decoder(self.backbone(images01))
+        return self.seg_head(fused, images01.shape[-2:])
+
+
+class BaselineHashNet(HashNet):
+    """Phase 2, DLBHC baseline: backbone -> the same adaptive pool -> the same head."""
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        code_bits: int,
+        num_classes: int,
+        width: int = 4096,
+        pool: int = 4,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.pool = pool
+        self.head = HashHead(backbone.out_channels * pool * pool, code_bits, num_classes, width)
+
+    def features_from_map(self, fmap: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(F.adaptive_avg_pool2d(fmap, self.pool), 1)
+
+    def head_features(self, images01: torch.Tensor) -> torch.Tensor:
+        return self.features_from_map(self.backbone(images01))

@@ -1,0 +1,167 @@
+"""Training data in the two layouts the paper's phases use.
+
+* :class:`VOCSegmentation`: ``JPEGImages/``, ``SegmentationClass/`` (index or palette PNGs,
+  255 = ignore), ``ImageSets/Segmentation/{train,val}.txt``, optional ``labels.txt``.
+  Several roots can be merged into one label list (:func:`merged_voc`).
+* :class:`ImageFolderSet`: ``<root>/<class>/<image>``, one label per image.
+
+Both return RGB uint8 crops made by :func:`vidhash.transforms.center_crop_resize`, the
+same function inference uses, so train and test pixels go through one code path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from vidhash.errors import InputError
+from vidhash.transforms import center_crop_box, center_crop_resize
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm"}
+VOC2012_LABELS = [
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+]
+IGNORE_INDEX = 255
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Decode an image file to HxWx3 RGB uint8 (PIL handles palette/grey/CMYK)."""
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is the same input error
+        raise InputError(f"cannot read image {path}: {exc}") from exc
+
+
+def crop_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """Center-crop a mask exactly like the image and resize it with nearest neighbour."""
+    left, top, side, _ = center_crop_box(mask.shape[1], mask.shape[0])
+    square = np.ascontiguousarray(mask[top : top + side, left : left + side])
+    return cv2.resize(square, (size, size), interpolation=cv2.INTER_NEAREST)
+
+
+@dataclass
+class VOCSegmentation:
+    """One VOC-layout root, one split; masks remapped into a (possibly merged) label list."""
+
+    root: Path
+    split: str
+    labels: list[str]
+    lut: np.ndarray  # uint8[256]: this root's index -> merged index (255 stays 255)
+    ids: list[str]
+    size: int = 224
+
+    @classmethod
+    def open(cls, root: str | Path, split: str, size: int = 224) -> VOCSegmentation:
+        root = Path(root)
+        list_file = root / "ImageSets" / "Segmentation" / f"{split}.txt"
+        if not list_file.is_file():
+            raise InputError(f"{root} is not a VOC-layout segmentation set: missing {list_file}")
+        ids = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+        labels = read_voc_labels(root)
+        lut = np.full(256, IGNORE_INDEX, np.uint8)
+        lut[: len(labels)] = np.arange(len(labels), dtype=np.uint8)
+        return cls(root, split, labels, lut, ids, size)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        image_id = self.ids[i]
+        image = read_rgb(self.root / "JPEGImages" / f"{image_id}.jpg")
+        with Image.open(self.root / "SegmentationClass" / f"{image_id}.png") as m:
+            # Palette PNGs ('P') already hold class indices; never convert them to RGB.
+            mask = np.asarray(m if m.mode in ("P", "L") else m.convert("L"))
+        if mask.shape[:2] != image.shape[:2]:
+            raise InputError(f"{image_id}: mask {mask.shape} and image {image.shape} differ")
+        return center_crop_resize(image, self.size), self.lut[crop_mask(mask, self.size)]
+
+
+def read_voc_labels(root: Path) -> list[str]:
+    """``labels.txt`` (one name a line, index order) or PASCAL VOC 2012's 21 classes."""
+    labels_file = Path(root) / "labels.txt"
+    if labels_file.is_file():
+        return [ln.strip() for ln in labels_file.read_text().splitlines() if ln.strip()]
+    return list(VOC2012_LABELS)
+
+
+def merged_voc(roots: list[str | Path], split: str, size: int = 224) -> list[VOCSegmentation]:
+    """Open several VOC roots with one merged label list (same name = same class)."""
+    sets = [VOCSegmentation.open(r, split, size) for r in roots]
+    merged: list[str] = []
+    for ds in sets:
+        merged += [name for name in ds.labels if name not in merged]
+    for ds in sets:
+        ds.lut[: len(ds.labels)] = [merged.index(n) for n in ds.labels]
+        ds.labels = merged
+    return sets
+
+
+@dataclass
+class ImageFolderSet:
+    """``root/<class>/<image>``; ``limit_per_class`` takes the first N files (sorted) per class."""
+
+    root: Path
+    classes: list[str]
+    files: list[Path]
+    targets: list[int]
+    size: int = 224
+
+    @classmethod
+    def open(
+        cls,
+        root: str | Path,
+        size: int = 224,
+        limit_per_class: int | None = None,
+        classes: list[str] | None = None,
+    ) -> ImageFolderSet:
+        root = Path(root)
+        if not root.is_dir():
+            raise InputError(f"image folder not found: {root}")
+        found = sorted(p.name for p in root.iterdir() if p.is_dir())
+        classes = classes or found
+        if not classes:
+            raise InputError(f"{root} has no class subfolders")
+        files, targets = [], []
+        for index, name in enumerate(classes):
+            members = (
+                sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+                if (root / name).is_dir()
+                else []
+            )
+            members = members[:limit_per_class] if limit_per_class else members
+            files += members
+            targets += [index] * len(members)
+        if not files:
+            raise InputError(f"{root} holds no images")
+        return cls(root, list(classes), files, targets, size)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        return center_crop_resize(read_rgb(self.files[i]), self.size), self.targets[i]

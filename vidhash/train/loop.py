@@ -1,0 +1,79 @@
+"""Pieces both training phases share: device, seeding, schedule, AMP, resumable state."""
+
+from __future__ import annotations
+
+import json
+import random
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from vidhash.errors import CheckpointError, UsageError
+from vidhash.fsutil import atomic_path
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> cuda when available else cpu; 'cuda' without a GPU is a usage error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda asked for but no CUDA GPU is available")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; returns a generator for shuffling (repeatable runs)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def step_lr(epoch: int, lr: float, drop_after: int, lr_after: float) -> float:
+    """The paper's schedule: ``lr`` for epochs 1..drop_after, then ``lr_after`` (1-based)."""
+    return lr if epoch <= drop_after else lr_after
+
+
+def autocast(device: torch.device) -> AbstractContextManager:
+    """Mixed precision on CUDA (bf16-free fp16 autocast); plain fp32 on CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return nullcontext()
+
+
+def save_resume_state(
+    path: Path, optimizer: torch.optim.Optimizer, model: torch.nn.Module, epoch: int, history: list
+) -> None:
+    """Optimizer momentum + epoch in a sidecar safetensors file (``<ckpt>.resume``)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    tensors = {}
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            buf = optimizer.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                tensors[f"momentum/{names[id(p)]}"] = buf.detach().cpu().contiguous()
+    meta = {"epoch": epoch, "history": history}
+    with atomic_path(path) as tmp:
+        save_file(
+            tensors or {"_empty": torch.zeros(1)}, str(tmp), metadata={"resume": json.dumps(meta)}
+        )
+
+
+def load_resume_state(
+    path: Path, optimizer: torch.optim.Optimizer, model: torch.nn.Module
+) -> tuple[int, list]:
+    """Restore momentum buffers; returns (last finished epoch, metric history)."""
+    if not path.is_file():
+        raise CheckpointError(f"--resume: no resume state at {path}")
+    params = dict(model.named_parameters())
+    with safe_open(str(path), framework="pt") as fh:
+        meta = json.loads(fh.metadata()["resume"])
+        for key in fh.keys():  # noqa: SIM118 - safe_open API
+            if key.startswith("momentum/"):
+                p = params[key.removeprefix("momentum/")]
+                optimizer.state[p]["momentum_buffer"] = fh.get_tensor(key).to(p.device)
+    return int(meta["epoch"]), list(meta["history"])
