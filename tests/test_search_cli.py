@@ -1,0 +1,200 @@
+"""`vidhash search`: keyframe queries, JSON, contact sheets, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_index_helpers import build_index
+
+from vidhash.cli import main
+from vidhash.index.search import Index
+from vidhash.index.sheet import make_contact_sheet
+
+
+@pytest.fixture()
+def index(tmp_path: Path) -> Path:
+    root = tmp_path / "idx"
+    build_index(root, n_videos=3, per_video=4, images=True, alphabet=4, seed=2)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("concept,group,video\ncar,local,clip1.mp4\n")
+    main(["annotate", str(root), "--labels", str(labels)])
+    return root
+
+
+def run(args: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_keyframe_query_json(index: Path, capsys) -> None:
+    capsys.readouterr()
+    first = Index.open(index).keyframes.sort_values("keyframe_id").iloc[5]
+    code, out, _ = run(
+        ["search", str(index), "--keyframe", first.keyframe_id, "-k", "4", "--json"], capsys
+    )
+    assert code == 0
+    result = json.loads(out)
+    hits = result["hits"]
+    assert len(hits) == 4
+    assert hits[0]["keyframe_id"] == first.keyframe_id and hits[0]["distance"] == 0
+    assert [(h["distance"], h["keyframe_id"]) for h in hits] == sorted(
+        (h["distance"], h["keyframe_id"]) for h in hits
+    )
+    assert result["query"]["video_path"] == first.video_path
+    clip1 = [h for h in hits if h["video_path"] == "videos/clip1.mp4"]
+    assert all(h["concepts"] == ["car"] for h in clip1)
+
+
+def test_text_output_radius_and_exclusion(index: Path, capsys) -> None:
+    capsys.readouterr()
+    frame = Index.open(index).keyframes
+    kid = frame.loc[frame["video_path"] == "videos/clip1.mp4", "keyframe_id"].iloc[0]
+    code, out, _ = run(["search", str(index), "--keyframe", kid, "--radius", "0"], capsys)
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines[0].split()[1] == "d=0" and "videos/clip1.mp4" in lines[0] and "[car]" in lines[0]
+    assert all("d=0 " in line for line in lines)
+    code, out, _ = run(
+        ["search", str(index), "--keyframe", kid, "--exclude-same-video", "--json"], capsys
+    )
+    assert all(h["video_path"] != "videos/clip1.mp4" for h in json.loads(out)["hits"])
+
+
+def test_contact_sheet(index: Path, tmp_path: Path, capsys) -> None:
+    kid = Index.open(index).keyframes["keyframe_id"].iloc[0]
+    out = tmp_path / "sheet.jpg"
+    code, _, _ = run(
+        ["search", str(index), "--keyframe", kid, "-k", "7", "--sheet", str(out)], capsys
+    )
+    assert code == 0
+    with Image.open(out) as sheet:
+        assert sheet.format == "JPEG"
+        width, height = sheet.size
+    assert width > 5 * 160 and height > 2 * 160  # query + 5 columns, 2 rows
+
+
+def test_sheet_marks_hits_and_misses(tmp_path: Path) -> None:
+    tiles = [np.full((50, 80, 3), 128, np.uint8)] * 2
+    out = make_contact_sheet(
+        tiles[0],
+        [
+            (tiles[0], "a.mp4\n0:01.0  d=0", True),
+            (tiles[1], "b.mp4", False),
+            (None, "missing", None),
+        ],
+        tmp_path / "s.png",
+        title="demo",
+        columns=3,
+    )
+    pixels = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    green = ((pixels[..., 1] > 150) & (pixels[..., 0] < 60) & (pixels[..., 2] < 100)).sum()
+    red = ((pixels[..., 0] > 180) & (pixels[..., 1] < 60) & (pixels[..., 2] < 60)).sum()
+    assert green > 500 and red > 500
+    with pytest.raises(ValueError):
+        make_contact_sheet(None, [], tmp_path / "s.gif")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--keyframe", "nope"], "not in the index"),
+        (["--keyframe", "x", "-k", "0"], "error: -k/--topk must be int >= 1, got '0'"),
+        (["--keyframe", "x", "-k", "ten"], "error: -k/--topk must be int"),
+        (["--keyframe", "x", "--radius", "-1"], "error: --radius must be int >= 0"),
+        (["--video", "v.mp4", "--at", "nan"], "error: --at must be float"),
+        ([], "exactly one of"),
+        (["--keyframe", "x", "--image", "y.jpg"], "exactly one of"),
+        (["--video", "v.mp4"], "go together"),
+        (["--image", "missing.jpg"], "not found"),
+        (["--keyframe", "x", "--sheet", "out.gif"], "--sheet"),
+    ],
+)
+def test_cli_errors_are_one_line(index: Path, capsys, args: list[str], message: str) -> None:
+    capsys.readouterr()
+    code, out, err = run(["search", str(index), *args], capsys)
+    assert code == 2
+    assert message in err
+    assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_missing_index(tmp_path: Path, capsys) -> None:
+    code, _, err = run(["search", str(tmp_path / "nope"), "--keyframe", "x"], capsys)
+    assert code == 2 and err.startswith("error: no vidhash index")
+
+
+def _default_model():
+    from vidhash.errors import VidhashError
+    from vidhash.models import load_model
+
+    try:
+        return load_model("default")
+    except VidhashError as exc:
+        pytest.skip(f"shipped default model not available: {exc}")
+
+
+def test_image_and_video_queries_use_the_index_model(
+    media_dir: Path, tmp_path: Path, capsys
+) -> None:
+    """Index two stills with the shipped model; each finds itself at distance 0."""
+    from vidhash.index.store import IndexStore
+    from vidhash.transforms import center_crop_resize
+    from vidhash.video.sampling import read_image_rgb
+
+    model = _default_model()
+    root = tmp_path / "idx"
+    meta = {
+        "model_id": model.model_id,
+        "model_name": "default",
+        "model_config": model.config,
+        "code_bits": model.code_bits,
+    }
+    with IndexStore.open(root, model_meta=meta, create=True) as store:
+        for name in ("still.jpg", "still.png"):
+            crop = center_crop_resize(read_image_rgb(media_dir / name))
+            code = model.encode(crop[None])[0]
+            content = f"{name:0<64}".replace(".", "0")
+            store.write_video(
+                {"video_path": name, "content_hash": content, "status": "ok", "kind": "image"},
+                [{"keyframe_id": f"{content[:16]}-000000000", "pts_time": 0.0, "code": code}],
+            )
+    capsys.readouterr()
+    code, out, err = run(
+        ["search", str(root), "--image", str(media_dir / "still.png"), "--json"], capsys
+    )
+    assert code == 0, err
+    assert json.loads(out)["hits"][0] == {
+        **json.loads(out)["hits"][0],
+        "video_path": "still.png",
+        "distance": 0,
+    }
+    code, out, err = run(
+        ["search", str(root), "--video", str(media_dir / "h264.mp4"), "--at", "1.0", "--json"],
+        capsys,
+    )
+    assert code == 0, err
+    assert len(json.loads(out)["hits"]) == 2
+    code, _, err = run(
+        ["search", str(root), "--video", str(media_dir / "h264.mp4"), "--at", "99"], capsys
+    )
+    assert code == 2 and "past the end" in err
+    code, _, err = run(
+        [
+            "search",
+            str(root),
+            "--image",
+            str(media_dir / "still.png"),
+            "--model",
+            "default-baseline",
+        ],
+        capsys,
+    )
+    assert code == 2 and ("not the index's model" in err or "default-baseline" in err)

@@ -1,0 +1,208 @@
+"""`vidhash search INDEX`: exact Hamming top-k for an image, a keyframe, or a video frame."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from vidhash.errors import InputError, ModelMismatchError, UsageError
+
+
+def _frame_at(video: Path, seconds: float) -> np.ndarray:
+    """The frame on screen at pts ``seconds`` (last frame with pts <= t), upright RGB uint8.
+
+    Seconds are on the stream's clock, like the ``pts_time`` the index reports.
+    """
+    from vidhash.errors import DecodeError
+    from vidhash.video.stream import open_video
+
+    try:
+        with open_video(video) as stream:
+            duration = stream.info.duration
+            start = stream.info.start_time or 0.0
+            if duration is not None and seconds > start + duration:
+                raise UsageError(f"--at {seconds} is past the end of {video} ({duration:.2f} s)")
+            target = seconds  # the stream clock, as the index's pts_time values are
+            stream.seek(target)
+            chosen = None
+            for frame in stream.frames():
+                if chosen is not None and frame.pts_time > target + 1e-4:
+                    break
+                chosen = frame
+            if chosen is None:
+                raise InputError(f"no decodable frame at {seconds} s in {video}")
+            return chosen.rgb()
+    except DecodeError as exc:
+        raise InputError(f"cannot read {video}: {exc}") from None
+
+
+def _query_pixels(image: str | None, video: str | None, at: float | None) -> np.ndarray:
+    from vidhash.errors import DecodeError
+    from vidhash.transforms import center_crop_resize
+    from vidhash.video.sampling import read_image_rgb
+
+    if image is not None:
+        path = Path(image)
+        if not path.is_file():
+            raise InputError(f"query image not found: {path}")
+        try:
+            rgb = read_image_rgb(path)
+        except DecodeError:
+            raise InputError(f"not a readable image: {path}") from None
+    else:
+        path = Path(video)
+        if not path.is_file():
+            raise InputError(f"query video not found: {path}")
+        rgb = _frame_at(path, at)
+    return center_crop_resize(rgb)
+
+
+def _encode(pixels: np.ndarray, meta: dict, model: str | None, device: str) -> np.ndarray:
+    """Encode the query with the index's own model; any other model is refused."""
+    from vidhash.errors import CheckpointError
+    from vidhash.models import load_model
+
+    name = model or meta.get("model_name")
+    if not name:
+        raise UsageError("the index does not name its model; pass --model CHECKPOINT")
+    try:
+        net = load_model(name, device=device)
+    except CheckpointError as exc:
+        if model is None:
+            raise UsageError(
+                f"cannot load the index's model {name!r} ({exc}); pass --model CHECKPOINT"
+            ) from None
+        raise
+    if net.model_id != meta["model_id"]:
+        raise ModelMismatchError(
+            f"model {name} ({net.model_id[:16]}) is not the index's model "
+            f"({meta['model_id'][:16]}, {meta.get('model_name')})"
+        )
+    return net.encode(pixels[None])[0]
+
+
+@click.command("search")
+@click.argument("index_dir", metavar="INDEX", type=click.Path())
+@click.option("--image", type=click.Path(), help="Query with a picture.")
+@click.option("--keyframe", "keyframe_id", help="Query with an indexed keyframe's id.")
+@click.option("--video", type=click.Path(), help="Query with a video's frame (needs --at).")
+@click.option("--at", help="Seconds into --video (its pts clock).")
+@click.option("-k", "--topk", "k", default="10", show_default=True, help="Hits to return.")
+@click.option("--radius", help="Only hits within this Hamming distance.")
+@click.option("--exclude-same-video", is_flag=True, help="With --keyframe: skip its own video.")
+@click.option("--model", help="Checkpoint to encode the query [the index's model].")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print hits as JSON.")
+@click.option("--sheet", type=click.Path(), help="Write a contact sheet (.jpg or .png).")
+def command(
+    index_dir: str,
+    image: str | None,
+    keyframe_id: str | None,
+    video: str | None,
+    at: str | None,
+    k: str,
+    radius: str | None,
+    exclude_same_video: bool,
+    model: str | None,
+    device: str,
+    as_json: bool,
+    sheet: str | None,
+) -> None:
+    """Exact Hamming top-k in INDEX, ordered by distance then keyframe id.
+
+    Give one query: --image PATH, --keyframe ID, or --video PATH --at SECONDS.
+    """
+    top_k = _number("-k/--topk", k, int, minimum=1)
+    max_distance = None if radius is None else _number("--radius", radius, int, minimum=0)
+    seconds = None if at is None else _number("--at", at, float, minimum=0)
+    given = [
+        name
+        for name, v in (("--image", image), ("--keyframe", keyframe_id), ("--video", video))
+        if v is not None
+    ]
+    if len(given) != 1:
+        raise UsageError("give exactly one of --image, --keyframe, --video (with --at)")
+    if (video is None) != (seconds is None):
+        raise UsageError("--video and --at go together")
+    if exclude_same_video and keyframe_id is None:
+        raise UsageError("--exclude-same-video applies to --keyframe queries")
+    if sheet is not None and Path(sheet).suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp"):
+        raise UsageError(f"--sheet must end in .jpg or .png, got {sheet}")
+
+    from vidhash.index.search import Index
+    from vidhash.index.sheet import load_rgb
+
+    index = Index.open(index_dir)
+    query: dict = {}
+    if keyframe_id is not None:
+        try:
+            code = index.code_of(keyframe_id)
+        except KeyError:
+            raise InputError(f"keyframe {keyframe_id!r} is not in the index") from None
+        row = index.keyframes.loc[index.keyframes["keyframe_id"] == keyframe_id].iloc[0]
+        exclude = [{row["video_id"]}] if exclude_same_video else None
+        image_path = row["image_path"]
+        query_pixels = load_rgb(Path(index_dir) / image_path) if image_path else None
+        query = {
+            "keyframe_id": keyframe_id,
+            "video_path": row["video_path"],
+            "pts_time": float(row["pts_time"]),
+        }
+    else:
+        query_pixels = _query_pixels(image, video, seconds)
+        code = _encode(query_pixels, index.meta, model, device)
+        exclude = None
+        query = {"image": image} if image else {"video": video, "at": seconds}
+    hits = index.search(code, k=top_k, radius=max_distance, exclude_video_ids=exclude)[0]
+    query["code"] = code.tobytes().hex()
+
+    if sheet is not None:
+        _write_sheet(sheet, query_pixels, hits, query)
+    if as_json:
+        click.echo(json.dumps({"query": query, "hits": [h.to_dict() for h in hits]}, indent=2))
+        return
+    if not hits:
+        click.echo("no hits" + (f" within distance {radius}" if radius is not None else ""))
+    for rank, hit in enumerate(hits, 1):
+        concepts = f"  [{', '.join(hit.concepts)}]" if hit.concepts else ""
+        click.echo(
+            f"{rank:3d}  d={hit.distance:<3d} {_clock(hit.pts_time):>10}  {hit.video_path}"
+            f"  {hit.keyframe_id}{concepts}"
+        )
+
+
+def _number(option: str, text: str, kind: type, minimum: float) -> int | float:
+    """Parse a numeric option ourselves, so a bad value is one line (``error: -k ...``)."""
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        raise UsageError(f"{option} must be {kind.__name__} >= {minimum}, got {text!r}") from None
+    if not value >= minimum or value == float("inf"):  # also refuses nan
+        raise UsageError(f"{option} must be {kind.__name__} >= {minimum}, got {text!r}")
+    return value
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{secs:06.3f}"
+
+
+def _write_sheet(path: str, query_pixels, hits, query: dict) -> None:
+    from vidhash.index.sheet import hit_caption, load_rgb, make_contact_sheet
+
+    results = []
+    for hit in hits:
+        caption = hit_caption(hit.video_path, hit.pts_time, hit.distance)
+        if hit.concepts:
+            caption += "\n" + ", ".join(hit.concepts)
+        results.append((load_rgb(hit.image_path), caption, None))
+    label = (
+        query.get("keyframe_id")
+        or query.get("image")
+        or f"{query.get('video')} @ {query.get('at')}s"
+    )
+    make_contact_sheet(query_pixels, results, path, title=f"query: {label}")
