@@ -224,6 +224,7 @@ def test_report_files(tmp_path):
     assert page.count("data:image/png;base64,") == 2 + 2 * 2
     assert "R_K" in page and "n" * 12 in page
     assert 'src="http' not in page and "src='http" not in page
+    assert len(list((tmp_path / "out" / "sheets").glob("*.png"))) == 2 * 2
 
 
 def test_compare_requires_same_keyframes_and_labels(tmp_path):

@@ -24,6 +24,7 @@ import pandas as pd  # noqa: E402
 from vidhash.eval import metrics  # noqa: E402
 from vidhash.eval.concepts import DEFINITIONS, ConceptEvaluation, IndexData  # noqa: E402
 from vidhash.fsutil import atomic_path, atomic_write_bytes  # noqa: E402
+from vidhash.index.sheet import hit_caption, load_rgb, make_contact_sheet  # noqa: E402
 
 OVERALL = "overall"
 
@@ -98,27 +99,17 @@ def bar_chart(table: pd.DataFrame, group: str) -> bytes:
     return _png(fig)
 
 
-def _load_image(index: IndexData, row: int) -> np.ndarray | None:
-    """The stored keyframe image (``image_path`` is relative to the index), or None."""
-    kf = index.keyframes
-    if "image_path" not in kf or pd.isna(kf["image_path"].iat[row]):
-        return None
-    path = index.path / str(kf["image_path"].iat[row])
-    try:
-        return plt.imread(path)
-    except (OSError, ValueError, SyntaxError):
-        return None
-
-
 def contact_sheet(
     index: IndexData,
     run: ConceptEvaluation,
     query_pos: int,
     concept: tuple[str, str],
+    out_path: Path,
     n_results: int = 10,
     title: str = "",
-) -> bytes:
-    """Query keyframe + its top results; green frame = shares the concept, red = does not."""
+) -> Path:
+    """Query keyframe + its top results via ``vidhash.index.sheet`` (the same sheets as
+    ``vidhash search --sheet``): green border = shares the concept (hit), red = miss."""
     kf = index.keyframes
     row_of = {kid: i for i, kid in enumerate(kf["keyframe_id"])}
     qrow = row_of[run.query_ids[query_pos]]
@@ -129,30 +120,24 @@ def contact_sheet(
             "keyframe_id",
         ]
     )
-    ranked = [r for r in run.rankings[query_pos][:n_results] if r >= 0]
-    fig, axes = plt.subplots(1, len(ranked) + 1, figsize=(1.6 * (len(ranked) + 1), 2.2))
-    axes = np.atleast_1d(axes)
-    cells = [(qrow, "query", None)] + [
-        (r, f"#{i + 1} d={run.distances[query_pos][i]}", kf["keyframe_id"].iat[r] in labelled)
-        for i, r in enumerate(ranked)
-    ]
-    for ax, (row, caption, hit) in zip(axes, cells, strict=True):
-        image = _load_image(index, row)
-        if image is not None:
-            ax.imshow(image)
-        else:
-            ax.text(0.5, 0.5, "no image", ha="center", va="center", fontsize=7)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        color = "black" if hit is None else ("tab:green" if hit else "tab:red")
-        for spine in ax.spines.values():
-            spine.set_edgecolor(color)
-            spine.set_linewidth(4 if hit is not None else 1)
-        mark = "" if hit is None else (" hit" if hit else " miss")
-        video = str(kf["video_path"].iat[row]) if "video_path" in kf else ""
-        ax.set_title(f"{caption}{mark}\n{Path(video).name[:18]}", fontsize=6)
-    fig.suptitle(title, fontsize=8)
-    return _png(fig)
+
+    def image(row: int) -> np.ndarray | None:
+        rel = kf["image_path"].iat[row] if "image_path" in kf else None
+        return load_rgb(index.path / str(rel)) if rel is not None and not pd.isna(rel) else None
+
+    results = []
+    for rank, row in enumerate(run.rankings[query_pos][:n_results]):
+        if row < 0:
+            break
+        caption = hit_caption(
+            str(kf["video_path"].iat[row]),
+            float(kf["pts_time"].iat[row]),
+            int(run.distances[query_pos][rank]),
+        )
+        results.append(
+            (image(row), f"#{rank + 1} {caption}", kf["keyframe_id"].iat[row] in labelled)
+        )
+    return make_contact_sheet(image(qrow), results, out_path, title=title)
 
 
 def sample_queries(
@@ -167,6 +152,10 @@ def sample_queries(
     concepts = sorted(by_concept)
     rng.shuffle(concepts)
     return [(pos_of[rng.choice(by_concept[c])], c) for c in concepts[:n]]
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
 
 
 def _img_tag(png: bytes, alt: str) -> str:
@@ -186,7 +175,8 @@ def write_report(
     n_sheets: int = 6,
     seed: int = 0,
 ) -> dict[str, Path]:
-    """Write tables.md, table-<group>.csv, per-query.csv, summary.json and report.html.
+    """Write tables.md, table-<group>.csv, per-query.csv, summary.json, sheets/*.png and
+    report.html (which embeds the charts and sheets, so it stands alone).
 
     Returns the written paths by name. Every file is written atomically.
     """
@@ -239,7 +229,7 @@ def write_report(
     atomic_write_bytes(written["summary"], json.dumps(summary, indent=2, default=str).encode())
 
     written["html"] = out / "report.html"
-    body = _html(tables, runs, indexes, n_sheets, seed)
+    body = _html(tables, runs, indexes, n_sheets, seed, out / "sheets")
     atomic_write_bytes(written["html"], body.encode())
     return written
 
@@ -250,6 +240,7 @@ def _html(
     indexes: dict[str, IndexData],
     n_sheets: int,
     seed: int,
+    sheets_dir: Path,
 ) -> str:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>vidhash evaluation</title>",
@@ -276,13 +267,15 @@ def _html(
         "(miss). d = Hamming distance.</p>"
     )
     first_name = next(iter(runs))
-    for query_pos, concept in sample_queries(runs[first_name], n_sheets, seed):
+    for i, (query_pos, concept) in enumerate(sample_queries(runs[first_name], n_sheets, seed)):
         query_id = runs[first_name].query_ids[query_pos]
         parts.append(f"<h3>{html.escape(query_id)} &mdash; {html.escape('/'.join(concept))}</h3>")
         for name, run in runs.items():
             pos = run.query_ids.index(query_id)
             n_res = min(10, run.rankings.shape[1])
-            png = contact_sheet(indexes[name], run, pos, concept, n_res, f"{name}: {concept[1]}")
-            parts.append(_img_tag(png, f"{name} results for {query_id}"))
+            path = sheets_dir / f"{i:02d}-{_safe(name)}.png"
+            title = f"{name}: {concept[1]} ({concept[0]}), query {query_id}"
+            contact_sheet(indexes[name], run, pos, concept, path, n_res, title)
+            parts.append(_img_tag(path.read_bytes(), f"{name} results for {query_id}"))
     parts.append("</body></html>")
     return "\n".join(parts)
