@@ -239,3 +239,21 @@ def test_compare_requires_same_keyframes_and_labels(tmp_path):
         concepts.check_comparable(concepts.load_index(a), concepts.load_index(b))
     with pytest.raises(concepts.UsageError, match="different keyframes"):
         concepts.check_comparable(concepts.load_index(a), concepts.load_index(c))
+
+
+def test_rankings_agree_with_index_search(tmp_path):
+    """Evaluation ranks exactly as `vidhash search` (FAISS) does: distance, then keyframe id."""
+    from vidhash.index.search import Index
+
+    root = random_index(tmp_path / "idx", seed=11)
+    data = concepts.load_index(root)
+    run = concepts.evaluate_concepts(data, [10])
+    index = Index.open(root)
+    kf = data.keyframes.set_index("keyframe_id")
+    codes = np.stack([index.code_of(q) for q in run.query_ids])
+    own = [[kf.loc[q, "video_id"]] for q in run.query_ids]
+    hits = index.search(codes, k=10, exclude_video_ids=own)
+    for pos, query_hits in enumerate(hits):
+        ours = data.keyframes["keyframe_id"].iloc[run.rankings[pos]].tolist()
+        assert [h.keyframe_id for h in query_hits] == ours
+        assert [h.distance for h in query_hits] == run.distances[pos].tolist()
