@@ -106,11 +106,12 @@ def main() -> None:
         help="queries per size [256 for 1M, scaled down for larger]",
     )
     parser.add_argument("-k", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=7, help="alternating passes per side")
     parser.add_argument(
         "--min-seconds",
         type=float,
-        default=2.0,
-        help="keep repeating each measurement at least this long",
+        default=3.0,
+        help="keep alternating at least this long per thread setting",
     )
     args = parser.parse_args()
     all_threads = faiss.omp_get_max_threads()

@@ -135,3 +135,15 @@ def test_vidhash_index_reexport(tmp_path: Path) -> None:
     import vidhash
 
     assert vidhash.Index is Index
+
+
+def test_empty_index_searches_to_nothing(tmp_path: Path) -> None:
+    from test_index_helpers import MODEL
+
+    from vidhash.index.store import IndexStore
+
+    IndexStore.open(tmp_path / "idx", model_meta=MODEL, create=True).close()
+    index = Index.open(tmp_path / "idx")
+    assert len(index) == 0
+    assert index.search(np.zeros((2, 6), np.uint8), k=5) == [[], []]
+    assert index.search(np.zeros(6, np.uint8), k=None, radius=3) == [[]]

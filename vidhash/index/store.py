@@ -318,7 +318,7 @@ class IndexStore:
             "model_config": config,
             "code_bits": int(model_meta["code_bits"]),
             "vidhash_version": __version__,
-            "created": dt.datetime.now(dt.timezone.utc),
+            "created": dt.datetime.now(dt.UTC),
         }
         _write_parquet(
             pa.Table.from_pylist([row], schema=META_SCHEMA), self.root / "meta" / "meta.parquet"
@@ -425,6 +425,8 @@ class IndexStore:
         self._rows[path] = row
         if old is not None and old["content_hash"] != row["content_hash"]:
             self._gc_images(old["content_hash"])
+        if table is None and row["content_hash"]:
+            self._gc_images(row["content_hash"])  # JPEGs written for an input that failed
         return row["status"]
 
     def _normalise_video_row(self, video_row: dict) -> dict[str, Any]:
