@@ -115,6 +115,10 @@ def test_concept_map_matches_brute_force(tmp_path, exclude):
                 if (g, c, kk) == (row["group"], row["concept"], k)
             ]
             assert row[f"map@{k}"] == pytest.approx(np.mean(vals))
+    # Blocks of queries change nothing.
+    blocked = concepts.evaluate_concepts(index, ks, exclude_same_video=exclude, block=3)
+    pd.testing.assert_frame_equal(blocked.per_query, run.per_query)
+    np.testing.assert_array_equal(blocked.rankings, run.rankings)
     overall = run.overall().set_index("group")
     local = run.table[run.table["group"] == "local"]["map@10"].mean()
     assert overall.loc["local", "map@10"] == pytest.approx(local)

@@ -146,7 +146,7 @@ def evaluate_concepts(
     topks: list[int] | tuple[int, ...] = (10, 50),
     queries: list[str] | None = None,
     exclude_same_video: bool = True,
-    block: int = 512,
+    block: int | None = None,
 ) -> ConceptEvaluation:
     """Per-concept MAP@K of ``index`` under the protocol in the module docstring."""
     topks = sorted(set(int(k) for k in topks))
@@ -187,6 +187,7 @@ def evaluate_concepts(
     rankings = np.full((len(query_rows), max_k), -1, dtype=np.int64)
     distances = np.full((len(query_rows), max_k), -1, dtype=np.int32)
     rows: list[dict] = []
+    block = block or metrics.query_block(n)
     for start in range(0, len(query_rows), block):
         qr = query_rows[start : start + block]
         dist = metrics.hamming_distance_matrix(index.codes[qr], index.codes, index.code_bits)

@@ -30,8 +30,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# Queries per block: bounds memory at block x database x 8 bytes (256 x 59,000 -> 120 MB).
+# Queries per block: bounds memory at block x database x ~8 bytes (256 x 59,000 -> 120 MB);
+# smaller blocks for bigger databases keep the working set near 160 MB.
 QUERY_BLOCK = 256
+_BLOCK_CELLS = 20_000_000
+
+
+def query_block(n_database: int) -> int:
+    """Queries per block for a database of ``n_database`` items."""
+    return max(1, min(QUERY_BLOCK, _BLOCK_CELLS // max(n_database, 1)))
 
 
 def unpack_codes(codes: np.ndarray, code_bits: int | None = None) -> np.ndarray:
@@ -194,7 +201,7 @@ def evaluate_retrieval(
     pr_tp = np.zeros((nq, length + 1))
     pr_ret = np.zeros((nq, length + 1))
     n_rel_total = np.zeros(nq)
-    for block in _blocks(nq, QUERY_BLOCK):
+    for block in _blocks(nq, query_block(n)):
         dist = hamming_distance_matrix(query_codes[block], db_codes, code_bits)
         rel = relevance_matrix(query_labels[block], db_labels)
         order, _ = rank_by_distance(dist, tie, None)
@@ -259,7 +266,7 @@ def mean_average_precision(
     nq, n = len(query_codes), len(db_codes)
     tie = tie_break_ranks(db_ids, n)
     aps = []
-    for block in _blocks(nq, QUERY_BLOCK):
+    for block in _blocks(nq, query_block(n)):
         dist = hamming_distance_matrix(query_codes[block], db_codes, code_bits)
         rel = relevance_matrix(query_labels[block], db_labels)
         order, _ = rank_by_distance(dist, tie, topk)
