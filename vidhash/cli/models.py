@@ -9,9 +9,24 @@ import click
 
 @click.command("models")
 @click.option("--json", "as_json", is_flag=True, help="print the registry as JSON")
-def command(as_json: bool) -> None:
+@click.option(
+    "--ship",
+    nargs=2,
+    metavar="NAME CHECKPOINT",
+    help="(maintainers) copy a checkpoint into the package as NAME, fp16, and register it",
+)
+@click.option("--description", default="", help="with --ship: one line for the listing")
+@click.option("--full-precision", is_flag=True, help="with --ship: keep float32 tensors")
+def command(
+    as_json: bool, ship: tuple[str, str] | None, description: str, full_precision: bool
+) -> None:
     """List the models shipped inside the package (usable as --model NAME)."""
-    from vidhash.models import shipped_models, shipped_path
+    from vidhash.models import ship_model, shipped_models, shipped_path
+
+    if ship:
+        entry = ship_model(ship[0], ship[1], description, half=not full_precision)
+        click.echo(json.dumps({ship[0]: entry}, indent=1))
+        return
 
     registry = shipped_models()
     if as_json:

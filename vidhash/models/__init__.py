@@ -78,3 +78,32 @@ def __getattr__(name: str):
 
         return getattr(backbones, name)
     raise AttributeError(name)
+
+
+def ship_model(name: str, checkpoint: str | Path, description: str, half: bool = True) -> dict:
+    """Copy a train-hash checkpoint into ``vidhash/weights/<name>.safetensors`` (fp16 when
+    ``half``) and record its sha256 and metrics in ``models.json`` (maintainers only)."""
+    import torch
+
+    from vidhash.fsutil import atomic_write_bytes, content_hash
+    from vidhash.models.checkpoint import load_checkpoint, save_checkpoint
+
+    model, header = load_checkpoint(checkpoint)
+    weights_dir = Path(str(resources.files("vidhash.weights")))
+    target = weights_dir / f"{name}.safetensors"
+    header = {**header, "name": name, "shipped_from": Path(checkpoint).name}
+    save_checkpoint(model, target, header, dtype=torch.float16 if half else None)
+    registry = shipped_models()
+    registry[name] = {
+        "file": target.name,
+        "sha256": content_hash(target),
+        "arch": header["arch"],
+        "backbone": header["backbone"]["name"],
+        "code_bits": header["code_bits"],
+        "width": header["head"]["width"],
+        "head_input": header["head"].get("input"),
+        "description": description,
+        "metrics": header.get("metrics", {}),
+    }
+    atomic_write_bytes(weights_dir / "models.json", json.dumps(registry, indent=1).encode())
+    return registry[name]

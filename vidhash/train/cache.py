@@ -37,6 +37,29 @@ def cache_key(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
+class ChunkedArray:
+    """Read-only row access over several memory-mapped ``.npy`` chunks, as one array."""
+
+    def __init__(self, chunks: list[np.ndarray]) -> None:
+        self.chunks = chunks
+        self.bounds = np.cumsum([0] + [len(c) for c in chunks])
+        self.shape = (int(self.bounds[-1]), *chunks[0].shape[1:])
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> np.ndarray:
+        rows = np.arange(len(self))[index]
+        if np.ndim(rows) == 0:
+            return self[np.array([rows])][0]
+        which = np.searchsorted(self.bounds, rows, side="right") - 1
+        out = np.empty((len(rows), *self.shape[1:]), self.chunks[0].dtype)
+        for c in np.unique(which):
+            sel = which == c
+            out[sel] = self.chunks[c][rows[sel] - self.bounds[c]]
+        return out
+
+
 def cached_outputs(
     compute: Callable[[torch.Tensor], torch.Tensor],
     images: Sequence,
@@ -45,36 +68,51 @@ def cached_outputs(
     batch_size: int = 32,
     device: str = "cpu",
     desc: str = "caching",
-) -> np.ndarray:
+    chunk_keys: Sequence[str] | None = None,
+    chunk_size: int = 1000,
+) -> ChunkedArray:
     """Outputs of ``compute`` for every ``images[i][0]`` (uint8 HWC), memory-mapped fp16.
 
     ``compute`` takes a float NCHW batch in [0, 1] on ``device`` and returns a tensor with
-    the same leading dimension. Built once (atomically); later calls just map the file.
+    the same leading dimension. The rows are stored in chunks of ``chunk_size``, each
+    built once (atomically) and named by ``key_parts`` + that chunk's own key
+    (``chunk_keys[k]``), so an interrupted run keeps its finished chunks and a larger
+    data set whose list starts with the same files reuses them.
     """
     cache_dir = Path(cache_dir)
-    final = cache_dir / f"{cache_key(key_parts)}.npy"
-    if final.is_file():
-        return np.load(final, mmap_mode="r")
+    n_chunks = -(-len(images) // chunk_size)
+    if n_chunks == 0:
+        raise ValueError("nothing to cache: empty image list")
+    chunks = []
+    for k in range(n_chunks):
+        lo, hi = k * chunk_size, min((k + 1) * chunk_size, len(images))
+        part = chunk_keys[k] if chunk_keys is not None else f"{k}/{n_chunks}"
+        final = cache_dir / f"{cache_key({**key_parts, 'chunk': part, 'rows': hi - lo})}.npy"
+        if not final.is_file():
+            _build_chunk(compute, images, lo, hi, final, batch_size, device,
+                         f"{desc} {k + 1}/{n_chunks}")  # fmt: skip
+        chunks.append(np.load(final, mmap_mode="r"))
+    return ChunkedArray(chunks)
+
+
+def _build_chunk(compute, images, lo, hi, final, batch_size, device, desc) -> None:
     started = time.time()
     out: np.ndarray | None = None
     with atomic_path(final) as tmp, torch.inference_mode():
-        for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch"):
-            stop = min(start + batch_size, len(images))
+        for start in tqdm(range(lo, hi, batch_size), desc=desc, unit="batch", leave=False):
+            stop = min(start + batch_size, hi)
             batch = np.stack([images[i][0] for i in range(start, stop)])
             x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255.0)
             y = compute(x).float().cpu().numpy().astype(np.float16)
             if out is None:
                 out = np.lib.format.open_memmap(
-                    tmp, mode="w+", dtype=np.float16, shape=(len(images), *y.shape[1:])
+                    tmp, mode="w+", dtype=np.float16, shape=(hi - lo, *y.shape[1:])
                 )
-            out[start:stop] = y
-        if out is None:
-            raise ValueError("nothing to cache: empty image list")
+            out[start - lo : stop - lo] = y
         out.flush()
         del out
-    meta = {"key": key_parts, "count": len(images), "seconds": round(time.time() - started, 1)}
-    (cache_dir / f"{final.stem}.json").write_text(json.dumps(meta, indent=1))
-    return np.load(final, mmap_mode="r")
+    meta = {"rows": [lo, hi], "seconds": round(time.time() - started, 1)}
+    final.with_suffix(".json").write_text(json.dumps(meta))
 
 
 def files_fingerprint(paths: Sequence) -> str:
@@ -86,12 +124,11 @@ def files_fingerprint(paths: Sequence) -> str:
     return h.hexdigest()
 
 
-def backbone_cache_key(backbone: torch.nn.Module, name: str, paths: Sequence, size: int) -> dict:
-    """The cache key of a frozen backbone's feature maps over an ordered list of files."""
-    return {
-        "stage": "backbone",
-        "backbone": name,
-        "weights": state_digest(backbone),
-        "files": files_fingerprint(paths),
-        "size": size,
-    }
+def backbone_cache_key(backbone: torch.nn.Module, name: str, size: int) -> dict:
+    """The cache key of a frozen backbone's feature maps (chunks add their file lists)."""
+    return {"stage": "backbone", "backbone": name, "weights": state_digest(backbone), "size": size}
+
+
+def chunk_fingerprints(paths: Sequence, chunk_size: int = 1000) -> list[str]:
+    """One fingerprint per chunk of an ordered file list (the chunk keys of the cache)."""
+    return [files_fingerprint(paths[i : i + chunk_size]) for i in range(0, len(paths), chunk_size)]

@@ -123,7 +123,10 @@ def merged_voc(roots: list[str | Path], split: str, size: int = 224) -> list[VOC
 
 @dataclass
 class ImageFolderSet:
-    """``root/<class>/<image>``; ``limit_per_class`` takes the first N files (sorted) per class."""
+    """``root/<class>/<image>``; ``limit_per_class`` takes the first N files (sorted) per class.
+
+    Files are listed round-robin over the classes (class 0's first, class 1's first, ...).
+    """
 
     root: Path
     classes: list[str]
@@ -146,16 +149,22 @@ class ImageFolderSet:
         classes = classes or found
         if not classes:
             raise InputError(f"{root} has no class subfolders")
-        files, targets = [], []
-        for index, name in enumerate(classes):
+        per_class = []
+        for name in classes:
             members = (
                 sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
                 if (root / name).is_dir()
                 else []
             )
-            members = members[:limit_per_class] if limit_per_class else members
-            files += members
-            targets += [index] * len(members)
+            per_class.append(members[:limit_per_class] if limit_per_class else members)
+        # Round-robin over classes: any prefix is class-balanced, and the first N per class
+        # is a prefix of the first M > N per class, so chunked feature caches are shared.
+        files, targets = [], []
+        for rank in range(max(map(len, per_class), default=0)):
+            for index, members in enumerate(per_class):
+                if rank < len(members):
+                    files.append(members[rank])
+                    targets.append(index)
         if not files:
             raise InputError(f"{root} holds no images")
         return cls(root, list(classes), files, targets, size)

@@ -29,7 +29,7 @@ from vidhash.errors import UsageError
 from vidhash.models.backbones import get_backbone
 from vidhash.models.checkpoint import load_checkpoint, save_checkpoint
 from vidhash.models.nets import CODE_LENGTHS, BaselineHashNet, HashNet, PSPHashNet, PSPSegNet
-from vidhash.train.cache import backbone_cache_key, cached_outputs
+from vidhash.train.cache import backbone_cache_key, cached_outputs, chunk_fingerprints
 from vidhash.train.datasets import ImageFolderSet
 from vidhash.train.loop import (
     autocast,
@@ -156,7 +156,7 @@ def train_hashing(cfg: HashConfig, log=print) -> dict:
         head_only = isinstance(model, BaselineHashNet) or cfg.freeze_psp
         stage = "head" if head_only else "map"
         for split, ds in (("train", train), ("test", test)):
-            key = backbone_cache_key(model.backbone, info["name"], ds.files, cfg.size)
+            key = backbone_cache_key(model.backbone, info["name"], cfg.size)
             maps = cached_outputs(
                 model.backbone,
                 ds,
@@ -165,6 +165,7 @@ def train_hashing(cfg: HashConfig, log=print) -> dict:
                 32,
                 str(device),
                 desc=f"backbone {split}",
+                chunk_keys=chunk_fingerprints(ds.files),
             )
             arrays[split] = head_inputs(model, maps, device) if head_only else maps
     cache_seconds = round(time.time() - t0, 1)

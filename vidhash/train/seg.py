@@ -22,7 +22,7 @@ from vidhash.models.backbones import get_backbone
 from vidhash.models.checkpoint import load_checkpoint, save_checkpoint
 from vidhash.models.nets import PSPSegNet
 from vidhash.models.psp import IGNORE_INDEX, segmentation_loss
-from vidhash.train.cache import backbone_cache_key, cached_outputs
+from vidhash.train.cache import backbone_cache_key, cached_outputs, chunk_fingerprints
 from vidhash.train.datasets import VOCSegmentation, merged_voc
 from vidhash.train.loop import (
     autocast,
@@ -137,9 +137,16 @@ def train_segmentation(cfg: SegConfig, log=print) -> dict:
         masks[split] = np.stack([ds[i][1] for i in range(len(ds))])
         if cfg.freeze_backbone:
             model.backbone.eval()
-            key = backbone_cache_key(model.backbone, cfg.backbone, ds.files(), cfg.size)
+            key = backbone_cache_key(model.backbone, cfg.backbone, cfg.size)
             maps[split] = cached_outputs(
-                model.backbone, ds, key, cache_dir, 32, str(device), desc=f"backbone {split}"
+                model.backbone,
+                ds,
+                key,
+                cache_dir,
+                32,
+                str(device),
+                desc=f"backbone {split}",
+                chunk_keys=chunk_fingerprints(ds.files()),
             )
 
     def batches(split: str, order: np.ndarray):
