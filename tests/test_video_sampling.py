@@ -159,3 +159,13 @@ def test_long_clip_memory_is_bounded_by_streaming(media_dir: Path) -> None:
     first = next(frames)
     assert first.pts_time == 0.0
     frames.close()
+
+
+@pytest.mark.parametrize("name", ["h264.mp4", "rotated.mp4"])
+def test_opencv_backend_agrees_in_exact_mode(media_dir: Path, name: str) -> None:
+    pyav = sampled(media_dir / name, "pyav", every=0.75, mode="exact")
+    opencv = sampled(media_dir / name, "opencv", every=0.75, mode="exact")
+    assert [p for p, _, _ in opencv] == pytest.approx([p for p, _, _ in pyav], abs=1e-3)
+    for (_, _, a), (_, _, b) in zip(pyav, opencv, strict=True):
+        assert a.shape == b.shape and np.abs(a.astype(int) - b).mean() < 3.0
+    assert probe(media_dir / name, backend="opencv").rotation == probe(media_dir / name).rotation

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vidhash.errors import DecodeError, UsageError
-from vidhash.fsutil import atomic_path, atomic_write_bytes, content_hash, remove_stale_temps
+from vidhash.fsutil import TMP_PREFIX, atomic_path, content_hash, remove_stale_temps
 from vidhash.transforms import DEFAULT_SIZE
 from vidhash.video.discover import classify, discover
 from vidhash.video.sampling import MODES, iter_keyframes, probe, read_image_rgb
@@ -238,6 +238,7 @@ def process_input(
         error = str(exc)
 
     keyframes: list[dict[str, Any]] = []
+    written: list[Path] = []
     if error is None:
         try:
             for kf in iter_keyframes(
@@ -250,9 +251,8 @@ def process_input(
                 size=options.size,
             ):
                 image_path = keyframe_image_path(video_hash, kf.pts_time)
-                atomic_write_bytes(
-                    out_dir / image_path, _encode_jpeg(kf.image, options.jpeg_quality)
-                )
+                _write_file(out_dir / image_path, _encode_jpeg(kf.image, options.jpeg_quality))
+                written.append(out_dir / image_path)
                 keyframes.append(
                     {
                         "keyframe_id": kf.keyframe_id,
@@ -276,8 +276,50 @@ def process_input(
     status = "ok" if error is None else ("partial" if keyframes else "failed")
     row = _row(path, kind, status, error, **facts, n_keyframes=len(keyframes))
     row["seconds"] = round(time.perf_counter() - started, 4)
+    _flush_to_disk(out_dir, written)
     _commit(out_dir, key, keyframes, row)
     return row
+
+
+def _write_file(final: Path, data: bytes) -> None:
+    """Crash-atomic write (temp + rename) *without* a per-file fsync.
+
+    Why not ``atomic_write_bytes``: one fsync per JPEG cost 2-10 ms each on the build
+    machines, more than decoding the keyframe. Durability comes from one flush of the
+    file system before the input's commit row (``_flush_to_disk``).
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f"{TMP_PREFIX}{os.getpid()}-{final.name}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _flush_to_disk(out_dir: Path, paths: list[Path]) -> None:
+    """Make the JPEGs durable before the commit row: one syncfs (Linux), else fsync each."""
+    if not paths:
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(out_dir, os.O_RDONLY)
+        try:
+            if libc.syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    except (OSError, AttributeError):
+        pass
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _commit(out_dir: Path, key: str, keyframes: list[dict[str, Any]], row: dict[str, Any]) -> None:

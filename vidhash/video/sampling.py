@@ -167,8 +167,7 @@ def _seek_sampling(
     try:
         for t in targets:
             if fast:
-                stream.seek(t)
-                key = next(stream.frames(keyframes_only=True), None)
+                key = stream.read_keyframe(t)
                 cursor = None  # the decoder is now positioned after a keyframe-only read
                 if key is not None and abs(key.pts_time - t) <= tolerance and run.is_new(key):
                     yield run.mark(key)

@@ -115,6 +115,14 @@ class VideoStream(ABC):
     def frames(self, *, keyframes_only: bool = False) -> Iterator[DecodedFrame]:
         """Decode forward from the current position; raises DecodeError on a broken stream."""
 
+    def read_keyframe(self, t: float) -> DecodedFrame | None:
+        """The keyframe at or before ``t`` (decoding as little as possible); None at the end.
+
+        Leaves the stream in an undefined position: seek before calling ``frames()``.
+        """
+        self.seek(t)
+        return next(self.frames(keyframes_only=True), None)
+
     def keyframe_times(self) -> list[float] | None:
         """Sorted keyframe times from the container index, or None when it has none."""
         return None

@@ -153,6 +153,41 @@ class PyAVStream(VideoStream):
             )
             index += 1
 
+    def read_keyframe(self, t: float) -> DecodedFrame | None:
+        """Seek, decode the first keyframe packet alone, then drain the decoder.
+
+        Why not ``frames(keyframes_only=True)``: a decoder with a reorder delay (H.264 with
+        B-frames) holds its output back until later frames arrive, and skipped frames do
+        not count, so it would read up to two more GOPs before returning the keyframe.
+        Draining after one packet gets it out at the cost of one decoded frame.
+        """
+        self.seek(t)
+        codec = self._stream.codec_context
+        codec.skip_frame = "DEFAULT"
+        try:
+            for packet in self._container.demux(self._stream):
+                if packet.size == 0 or not packet.is_keyframe:
+                    continue
+                frames = list(codec.decode(packet)) + list(codec.decode(None))
+                frames = [f for f in frames if f.pts is not None]
+                if not frames:
+                    continue
+                frame = min(frames, key=lambda f: f.pts)
+                rotation = int(frame.rotation or 0)
+                pts_time = float(frame.pts * self._stream.time_base)
+                return DecodedFrame(
+                    pts_time=pts_time,
+                    key=True,
+                    frame_index=self.derived_index(pts_time),
+                    rotation=rotation,
+                    _to_rgb=_converter(frame, rotation),
+                )
+        except av.error.FFmpegError as exc:
+            raise DecodeError(f"decoding stopped: {_one_line(exc)}") from exc
+        finally:
+            self._from_start = False
+        return None
+
     def keyframe_times(self) -> list[float] | None:
         if self._keyframes is None:
             entries = self._stream.index_entries
