@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_index_helpers import build_index
+from test_index_helpers import build_index, content_of
 
 from vidhash.cli import main
 from vidhash.index.search import Index
@@ -131,29 +131,44 @@ def test_missing_index(tmp_path: Path, capsys) -> None:
     assert code == 2 and err.startswith("error: no vidhash index")
 
 
-def _default_model():
-    from vidhash.errors import VidhashError
-    from vidhash.models import load_model
+def tiny_checkpoint(path: Path, seed: int) -> Path:
+    """A real (randomly initialised, small-headed) hashing network saved as a checkpoint."""
+    import torch
 
-    try:
-        return load_model("default")
-    except VidhashError as exc:
-        pytest.skip(f"shipped default model not available: {exc}")
+    from vidhash.models.backbones import get_backbone
+    from vidhash.models.checkpoint import save_checkpoint
+    from vidhash.models.nets import BaselineHashNet
+
+    torch.manual_seed(seed)
+    backbone = get_backbone("efficientnet_lite0", weights="none")
+    net = BaselineHashNet(backbone, 48, 4, width=64, pool=2)
+    header = {
+        "arch": "baseline",
+        "name": path.stem,
+        "backbone": {"name": "efficientnet_lite0", "out_channels": backbone.out_channels},
+        "classes": ["a", "b", "c", "d"],
+        "code_bits": 48,
+        "head": {"width": 64, "pool": 2},
+    }
+    save_checkpoint(net, path, header)
+    return path
 
 
 def test_image_and_video_queries_use_the_index_model(
     media_dir: Path, tmp_path: Path, capsys
 ) -> None:
-    """Index two stills with the shipped model; each finds itself at distance 0."""
+    """Index two stills with a real network; each finds itself at distance 0."""
     from vidhash.index.store import IndexStore
+    from vidhash.models import load_model
     from vidhash.transforms import center_crop_resize
     from vidhash.video.sampling import read_image_rgb
 
-    model = _default_model()
+    checkpoint = tiny_checkpoint(tmp_path / "tiny.safetensors", seed=0)
+    model = load_model(str(checkpoint))
     root = tmp_path / "idx"
     meta = {
         "model_id": model.model_id,
-        "model_name": "default",
+        "model_name": str(checkpoint),
         "model_config": model.config,
         "code_bits": model.code_bits,
     }
@@ -161,7 +176,7 @@ def test_image_and_video_queries_use_the_index_model(
         for name in ("still.jpg", "still.png"):
             crop = center_crop_resize(read_image_rgb(media_dir / name))
             code = model.encode(crop[None])[0]
-            content = f"{name:0<64}".replace(".", "0")
+            content = content_of(name)
             store.write_video(
                 {"video_path": name, "content_hash": content, "status": "ok", "kind": "image"},
                 [{"keyframe_id": f"{content[:16]}-000000000", "pts_time": 0.0, "code": code}],
@@ -171,30 +186,31 @@ def test_image_and_video_queries_use_the_index_model(
         ["search", str(root), "--image", str(media_dir / "still.png"), "--json"], capsys
     )
     assert code == 0, err
-    assert json.loads(out)["hits"][0] == {
-        **json.loads(out)["hits"][0],
-        "video_path": "still.png",
-        "distance": 0,
-    }
+    top = json.loads(out)["hits"][0]
+    assert top["video_path"] == "still.png" and top["distance"] == 0
     code, out, err = run(
-        ["search", str(root), "--video", str(media_dir / "h264.mp4"), "--at", "1.0", "--json"],
+        [
+            "search",
+            str(root),
+            "--video",
+            str(media_dir / "h264.mp4"),
+            "--at",
+            "1.0",
+            "--json",
+            "--sheet",
+            str(tmp_path / "s.png"),
+        ],
         capsys,
     )
     assert code == 0, err
-    assert len(json.loads(out)["hits"]) == 2
+    assert len(json.loads(out)["hits"]) == 2 and (tmp_path / "s.png").is_file()
     code, _, err = run(
         ["search", str(root), "--video", str(media_dir / "h264.mp4"), "--at", "99"], capsys
     )
     assert code == 2 and "past the end" in err
+    other = tiny_checkpoint(tmp_path / "other.safetensors", seed=1)
     code, _, err = run(
-        [
-            "search",
-            str(root),
-            "--image",
-            str(media_dir / "still.png"),
-            "--model",
-            "default-baseline",
-        ],
+        ["search", str(root), "--image", str(media_dir / "still.png"), "--model", str(other)],
         capsys,
     )
-    assert code == 2 and ("not the index's model" in err or "default-baseline" in err)
+    assert code == 2 and "not the index's model" in err
