@@ -21,11 +21,13 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 import faiss
 import numpy as np
+import pandas as pd
 
-from vidhash.index.search import HammingSearcher
+from vidhash.index.search import HammingSearcher, Index
 
 CODE_BITS = 48
 
@@ -56,8 +58,30 @@ def interleaved_qps(
     return best, results
 
 
+def in_memory_index(codes: np.ndarray) -> Index:
+    """An ``Index`` over these codes with synthetic rows (1,000 keyframes per video)."""
+    n = len(codes)
+    video = np.arange(n) // 1000
+    keyframes = pd.DataFrame(
+        {
+            "keyframe_id": [f"{v:016x}-{i % 1000:09d}" for i, v in enumerate(video)],
+            "video_id": [f"{v:064x}" for v in video],
+            "video_path": [f"videos/{v}.mp4" for v in video],
+            "pts_time": (np.arange(n) % 1000).astype(np.float64),
+            "image_path": None,
+        }
+    )
+    return Index(Path("."), keyframes, codes, CODE_BITS, {}, {})
+
+
 def run(
-    n_codes: int, n_queries: int, k: int, rounds: int, min_seconds: float, threads: list[int]
+    n_codes: int,
+    n_queries: int,
+    k: int,
+    rounds: int,
+    min_seconds: float,
+    threads: list[int],
+    end_to_end_max: int,
 ) -> list:
     rng = np.random.default_rng(n_codes)
     codes = rng.integers(0, 256, (n_codes, CODE_BITS // 8), dtype=np.uint8)
@@ -75,15 +99,17 @@ def run(
         f"  memory per code: FAISS raw {baseline.code_size} B (RSS +{baseline_bytes:.1f} B), "
         f"ours padded {ours._faiss.code_size} B (RSS +{ours_bytes:.1f} B)"
     )
+    searches = {
+        "baseline": lambda q: baseline.search(q, k),
+        "ours": lambda q: ours.search(q, k),
+    }
+    index = in_memory_index(codes) if n_codes <= end_to_end_max else None
+    if index is not None:
+        searches["index"] = lambda q: index.search(q, k=k)
     rows = []
     for n_threads in threads:
         faiss.omp_set_num_threads(n_threads)
-        qps, results = interleaved_qps(
-            {"baseline": lambda q: baseline.search(q, k), "ours": lambda q: ours.search(q, k)},
-            queries,
-            rounds,
-            min_seconds,
-        )
+        qps, results = interleaved_qps(searches, queries, rounds, min_seconds)
         base_qps, ours_qps = qps["baseline"], qps["ours"]
         base_d, ours_d = results["baseline"][0], results["ours"][0]
         same = bool(np.array_equal(np.sort(base_d, axis=1), ours_d))
@@ -92,6 +118,15 @@ def run(
             f"  threads={n_threads:2d}: FAISS raw-48 {base_qps:9.1f} q/s | ours {ours_qps:9.1f} "
             f"q/s | ratio {ratio:.2f}x | identical distances: {same}"
         )
+        if index is not None:
+            hits = results["index"]
+            same_hits = all(
+                [h.distance for h in q_hits] == ours_d[i].tolist() for i, q_hits in enumerate(hits)
+            )
+            print(
+                f"             Index.search (Hit objects) {qps['index']:9.1f} q/s | ratio "
+                f"{qps['index'] / base_qps:.2f}x | same distances: {same_hits}"
+            )
         rows.append((n_codes, n_threads, base_qps, ours_qps, ratio, same))
     return rows
 
@@ -106,6 +141,12 @@ def main() -> None:
         help="queries per size [256 for 1M, scaled down for larger]",
     )
     parser.add_argument("-k", type=int, default=10)
+    parser.add_argument(
+        "--end-to-end-max",
+        type=int,
+        default=1_000_000,
+        help="also time Index.search (building Hit objects) up to this many codes",
+    )
     parser.add_argument("--rounds", type=int, default=7, help="alternating passes per side")
     parser.add_argument(
         "--min-seconds",
@@ -123,7 +164,9 @@ def main() -> None:
     results = []
     for n in args.sizes:
         n_queries = args.queries or max(32, min(256, 128_000_000 // n))
-        results += run(n, n_queries, args.k, args.rounds, args.min_seconds, threads)
+        results += run(
+            n, n_queries, args.k, args.rounds, args.min_seconds, threads, args.end_to_end_max
+        )
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     print("\n| codes | threads | FAISS raw 48-bit q/s | ours q/s | ratio | same distances |")
     print("|---:|---:|---:|---:|---:|:---:|")
