@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from vidhash.errors import DecodeError
-from vidhash.fsutil import content_hash, keyframe_id
+from vidhash.fsutil import atomic_write_bytes, content_hash, keyframe_id
 from vidhash.transforms import center_crop_resize
 from vidhash.video.discover import discover
 from vidhash.video.sampling import iter_keyframes, probe
@@ -372,6 +372,12 @@ class IndexRun:
 
     def write_image(self, kf_id: str, image: np.ndarray, quality: int) -> str:
         return self.store.write_image(kf_id, image, quality=quality)
+
+    def write_jpeg(self, kf_id: str, jpeg: bytes) -> str:
+        """Store already-encoded JPEG bytes (the Ray workers encode them); relative path."""
+        path = self.store.image_path_for(kf_id)
+        atomic_write_bytes(path, jpeg)
+        return path.relative_to(self.store.root).as_posix()
 
     def write_video(self, item: WorkItem, state: _Pending) -> None:
         """Write one finished input (rows + its videos row) atomically and count it."""

@@ -151,7 +151,7 @@ def build_index_ray(
             batch_size=options.batch_size,
             batch_format="numpy",
             num_gpus=num_gpus_per_worker,
-            concurrency=pool,
+            compute=ray.data.ActorPoolStrategy(size=pool),
         )
     )
 
@@ -172,9 +172,7 @@ def build_index_ray(
             else:
                 row = _keyframe_row(batch, i)
                 if options.save_images:
-                    row["image_path"] = run.store.write_jpeg(
-                        row["keyframe_id"], bytes(batch["jpeg"][i])
-                    )
+                    row["image_path"] = run.write_jpeg(row["keyframe_id"], bytes(batch["jpeg"][i]))
                 state.rows.append(row)
             if path in expected and len(state.rows) == expected[path]:
                 state.rows.sort(key=lambda r: r["pts_time"])
