@@ -152,6 +152,15 @@ def _parts(directory: Path) -> dict[str, Path]:
     return out
 
 
+def _check_model(root: Path, existing: dict | None, model_meta: dict) -> None:
+    if existing is not None and existing["model_id"] != model_meta["model_id"]:
+        raise ModelMismatchError(
+            f"index {root} was built with model {existing['model_id'][:16]} "
+            f"({existing.get('model_name')}), not {model_meta['model_id'][:16]} "
+            f"({model_meta.get('model_name')}); pass --reindex to rebuild it"
+        )
+
+
 def _empty(schema: pa.Schema) -> pa.Table:
     return schema.empty_table()
 
@@ -205,26 +214,27 @@ class IndexStore:
         ):
             raise UsageError(f"{root} is a non-empty folder that is not a vidhash index")
         store = cls(root)
-        if model_meta is not None or create or reindex:
-            root.mkdir(parents=True, exist_ok=True)
-            store._acquire_writer()
+        if model_meta is None and not create and not reindex:
+            return store
+        if exists and model_meta is not None and not reindex:
+            _check_model(root, store.meta, model_meta)  # before the lock: a refusal changes nothing
+        root.mkdir(parents=True, exist_ok=True)
+        store._acquire_writer()
+        try:
+            store._meta = None
             existing = store.meta
-            if existing is not None and model_meta is not None:
-                same = existing["model_id"] == model_meta["model_id"]
-                if not same and not reindex:
-                    raise ModelMismatchError(
-                        f"index {root} was built with model {existing['model_id'][:16]} "
-                        f"({existing.get('model_name')}), not {model_meta['model_id'][:16]} "
-                        f"({model_meta.get('model_name')}); pass --reindex to rebuild it"
-                    )
+            if model_meta is not None and not reindex:
+                _check_model(root, existing, model_meta)  # again, now that we hold the lock
             if reindex and existing is not None:
                 store._wipe_rows()
             if model_meta is not None and (existing is None or reindex):
                 store._write_meta(model_meta)
-            elif existing is None and not (root / "meta").is_dir():
-                (root / "meta").mkdir(parents=True, exist_ok=True)
+            (root / "meta").mkdir(exist_ok=True)
             for name in ("videos", "keyframes"):
                 (root / name).mkdir(exist_ok=True)
+        except BaseException:
+            store.close()
+            raise
         return store
 
     def close(self) -> None:
