@@ -272,7 +272,7 @@ print("finished", flush=True)
 """
 
 
-def run_writer(root: Path, kill_after_line: int | None, delay: float) -> bool:
+def run_writer(root: Path, kill_after_line: int | None, delay: float, probe_every: int = 0) -> bool:
     code = WRITER.format(tests=str(TESTS), root=str(root))
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     finished = False
@@ -280,6 +280,10 @@ def run_writer(root: Path, kill_after_line: int | None, delay: float) -> bool:
         for n, line in enumerate(proc.stdout):
             if line.strip() == "finished":
                 finished = True
+            elif probe_every and n % probe_every == 0:
+                # a search opened while the writer runs sees whole inputs only
+                index = Index.open(root)
+                assert len(index) % 300 == 0 and index.keyframes["keyframe_id"].is_unique
             if kill_after_line is not None and n >= kill_after_line:
                 time.sleep(delay)
                 os.kill(proc.pid, signal.SIGKILL)
@@ -292,7 +296,7 @@ def run_writer(root: Path, kill_after_line: int | None, delay: float) -> bool:
 
 def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     reference = tmp_path / "reference"
-    assert run_writer(reference, None, 0)
+    assert run_writer(reference, None, 0, probe_every=4)
     crashed = tmp_path / "crashed"
     rng = np.random.default_rng(11)
     kills = 0
