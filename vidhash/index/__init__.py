@@ -1,0 +1,10 @@
+"""The index layer: stores bytes, knows nothing of networks (never imports torch).
+
+- ``codes``: the one code layout (``np.packbits`` order, unpadded, padded to 64 bits only
+  for search);
+- ``store``: the Parquet directory (``IndexStore``), crash-safe per-input parts;
+- ``search``: exact Hamming top-k over FAISS (``Index``, re-exported as ``vidhash.Index``);
+- ``annotate``: concept labels from a CSV; ``sheet``: contact sheets of results.
+
+Submodules are imported explicitly, so ``import vidhash.index`` stays cheap.
+"""
