@@ -317,3 +317,20 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(ref_videos, got_videos)
     assert visible_files(crashed / "images") == visible_files(reference / "images")
     assert not list(crashed.rglob(".tmp-*"))
+
+
+def test_damaged_part_is_skipped_by_readers_and_redone_by_the_writer(tmp_path: Path) -> None:
+    root = tmp_path / "idx"
+    written = build_index(root, n_videos=3, per_video=2)
+    victim = sorted(written)[0]
+    key = store_module.part_key(victim)
+    (root / "videos" / f"part-{key}.parquet").write_bytes(b"PAR1 this is not parquet PAR1")
+    reader = IndexStore.open(root)
+    assert victim not in reader.done() and len(reader.done()) == 2
+    assert len(Index.open(root)) == 4  # its keyframes are not served without a videos row
+    writer = IndexStore.open(root, model_meta=MODEL)
+    assert victim not in writer.done()
+    assert not (root / "keyframes" / f"part-{key}.parquet").exists()
+    writer.close()
+    build_index(root, n_videos=3, per_video=2)  # the rerun indexes it again
+    assert len(Index.open(root)) == 6

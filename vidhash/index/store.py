@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from vidhash.errors import IndexMissingError, ModelMismatchError, UsageError
@@ -129,6 +130,29 @@ def is_index(path: str | os.PathLike) -> bool:
 def _read_parquet(path: Path, schema: pa.Schema | None = None) -> pa.Table:
     table = pq.read_table(path)
     return table.cast(schema) if schema is not None else table
+
+
+def _read_parts(paths: list[Path], schema: pa.Schema) -> pa.Table:
+    """Read many part files as one table: one multi-threaded scan, per file on trouble.
+
+    A file deleted since it was listed (an input dropped or redone meanwhile) is skipped,
+    and so is a damaged one (with a warning), so readers never fail on a concurrent writer.
+    """
+    if not paths:
+        return _empty(schema)
+    try:
+        return ds.dataset([str(p) for p in paths], schema=schema, format="parquet").to_table()
+    except (pa.ArrowException, OSError):
+        pass
+    tables = []
+    for p in paths:
+        try:
+            tables.append(_read_parquet(p, schema))
+        except FileNotFoundError:
+            continue
+        except (pa.ArrowException, OSError) as exc:
+            log.warning("skipping unreadable %s: %s", p, exc)
+    return pa.concat_tables(tables) if tables else _empty(schema)
 
 
 def _write_parquet(table: pa.Table, final: Path) -> None:
@@ -346,10 +370,26 @@ class IndexStore:
     # ------------------------------------------------------------------ videos state
 
     def _load_videos(self, repair: bool = False) -> dict[str, dict[str, Any]]:
+        parts = _parts(self.root / "videos")
         videos: dict[str, dict[str, Any]] = {}
-        for key, p in _parts(self.root / "videos").items():
+        try:
+            paths = [str(p) for p in parts.values()]
+            rows = ds.dataset(paths, schema=VIDEOS_SCHEMA, format="parquet").to_table()
+            rows = rows.to_pylist() if paths else []
+        except (pa.ArrowException, OSError):
+            rows = self._load_videos_one_by_one(parts, repair)
+        for row in rows:
+            if part_key(row["video_path"]) in parts:
+                videos[row["video_path"]] = row
+        self._videos = videos
+        return videos
+
+    def _load_videos_one_by_one(self, parts: dict[str, Path], repair: bool) -> list[dict]:
+        """Slow path: find the vanished or damaged part (a writer removes damaged ones)."""
+        rows: list[dict] = []
+        for p in parts.values():
             try:
-                rows = _read_parquet(p, VIDEOS_SCHEMA).to_pylist()
+                rows += _read_parquet(p, VIDEOS_SCHEMA).to_pylist()
             except FileNotFoundError:
                 continue  # dropped while we listed
             except (pa.ArrowException, OSError) as exc:
@@ -359,12 +399,7 @@ class IndexStore:
                 log.warning("removing damaged %s (its input will be indexed again): %s", p, exc)
                 _unlink(p)
                 _unlink(self.root / "keyframes" / p.name)
-                continue
-            for row in rows:
-                if part_key(row["video_path"]) == key:
-                    videos[row["video_path"]] = row
-        self._videos = videos
-        return videos
+        return rows
 
     @property
     def _rows(self) -> dict[str, dict[str, Any]]:
@@ -653,15 +688,9 @@ class IndexStore:
             return pa.Table.from_pylist(rows, schema=VIDEOS_SCHEMA)
         schema = keyframes_schema(self.code_bits)
         committed = {part_key(p) for p, r in videos.items() if r["status"] in PRIMARY_STATUSES}
-        parts = []
-        for key, p in sorted(_parts(self.root / "keyframes").items()):
-            if key not in committed:
-                continue  # being written right now, or left by a crash
-            try:
-                parts.append(_read_parquet(p, schema))
-            except FileNotFoundError:
-                continue  # dropped while we read
-        return pa.concat_tables(parts) if parts else _empty(schema)
+        kparts = _parts(self.root / "keyframes")
+        # only committed inputs: a part without its videos row is being written right now
+        return _read_parts([p for key, p in sorted(kparts.items()) if key in committed], schema)
 
     def read_table(self, name: str) -> pd.DataFrame:
         """One table as pandas (the code column holds ``bytes``)."""
