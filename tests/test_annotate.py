@@ -181,3 +181,14 @@ def test_cli_one_line_errors_and_json(index: Path, tmp_path: Path, capsys) -> No
     main(["annotate", str(index), "--labels", str(good), "--json"])
     summary = json.loads(capsys.readouterr().out)
     assert summary["labels"] == 3 and summary["concepts"] == {"car": 3}
+
+
+def test_video_given_by_another_spelling_of_its_path(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "clip0.mp4").write_bytes(b"stand-in bytes")
+    root = tmp_path / "idx"
+    build_index(root, n_videos=1, per_video=2)  # indexed as the relative videos/clip0.mp4
+    absolute = tmp_path / "videos" / "clip0.mp4"
+    labels = write_csv(tmp_path / "l.csv", f"concept,group,video\nsea,global,{absolute}\n")
+    assert annotate(root, labels).labels == 2

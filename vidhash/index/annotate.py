@@ -79,6 +79,10 @@ class _VideoResolver:
         if not candidates:
             normalised = os.path.normpath(value)
             candidates = [p for p in self.by_path if os.path.normpath(p) == normalised]
+        if not candidates and os.path.exists(value):
+            # the same file, spelt another way (absolute vs relative, through a symlink)
+            real = os.path.realpath(value)
+            candidates = [p for p in self.by_path if os.path.realpath(p) == real]
         if not candidates:
             raise ValueError(f"video {value!r} is not in the index")
         if len(candidates) > 1:
