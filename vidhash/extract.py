@@ -16,6 +16,7 @@ failure is a row with a one-line reason.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -34,8 +35,8 @@ from vidhash.errors import DecodeError, UsageError
 from vidhash.fsutil import TMP_PREFIX, atomic_path, content_hash, remove_stale_temps
 from vidhash.transforms import DEFAULT_SIZE
 from vidhash.video.discover import classify, discover
-from vidhash.video.sampling import MODES, iter_keyframes, probe, read_image_rgb
-from vidhash.video.stream import backend_names
+from vidhash.video.sampling import MODES, iter_keyframes, keyframes_from_stream, read_image_rgb
+from vidhash.video.stream import backend_names, open_video
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -219,37 +220,35 @@ def process_input(
         "options": options.fingerprint(),
     }
     error: str | None = None
-    try:
-        if kind == "image":
-            rgb = read_image_rgb(path)
-            facts.update(width=rgb.shape[1], height=rgb.shape[0], rotation=0)
-        else:
-            info = probe(path, backend=options.backend)
-            facts.update(
-                duration=info.duration,
-                frame_rate=info.frame_rate,
-                width=info.width,
-                height=info.height,
-                rotation=info.rotation,
-                codec=info.codec,
-                container=info.container,
-            )
-    except DecodeError as exc:
-        error = str(exc)
-
     keyframes: list[dict[str, Any]] = []
     written: list[Path] = []
-    if error is None:
-        try:
-            for kf in iter_keyframes(
-                path,
-                video_hash=video_hash,
-                every=options.every,
-                count=options.count,
-                mode=options.mode,
-                backend=options.backend,
-                size=options.size,
-            ):
+    try:
+        with contextlib.ExitStack() as stack:
+            if kind == "image":
+                rgb = read_image_rgb(path)
+                facts.update(width=rgb.shape[1], height=rgb.shape[0], rotation=0)
+                source = iter_keyframes(path, video_hash=video_hash, size=options.size)
+            else:
+                stream = stack.enter_context(open_video(path, backend=options.backend))
+                info = stream.info
+                facts.update(
+                    duration=info.duration,
+                    frame_rate=info.frame_rate,
+                    width=info.width,
+                    height=info.height,
+                    rotation=info.rotation,
+                    codec=info.codec,
+                    container=info.container,
+                )
+                source = keyframes_from_stream(
+                    stream,
+                    video_hash=video_hash,
+                    every=options.every,
+                    count=options.count,
+                    mode=options.mode,
+                    size=options.size,
+                )
+            for kf in source:
                 image_path = keyframe_image_path(video_hash, kf.pts_time)
                 _write_file(out_dir / image_path, _encode_jpeg(kf.image, options.jpeg_quality))
                 written.append(out_dir / image_path)
@@ -266,12 +265,11 @@ def process_input(
                         "image_path": image_path,
                     }
                 )
-        except DecodeError as exc:
-            error = str(exc) or "decode error"
-        except Exception as exc:  # a decoder library's own failure on a damaged file
-            error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(
-                ": "
-            )
+    except DecodeError as exc:
+        error = str(exc) or "decode error"
+    except Exception as exc:  # a decoder library's own failure on a damaged file
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        error = f"{type(exc).__name__}: {text}".rstrip(": ")
 
     status = "ok" if error is None else ("partial" if keyframes else "failed")
     row = _row(path, kind, status, error, **facts, n_keyframes=len(keyframes))

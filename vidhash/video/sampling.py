@@ -27,6 +27,7 @@ one line saying where and why. Memory stays bounded: at most two decoded frames 
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 from collections.abc import Iterator
@@ -71,7 +72,6 @@ class _Cursor:
         self.last: DecodedFrame | None = None
         self._ahead: DecodedFrame | None = None
         self.eof = False
-        self.key_times: list[float] = []
 
     def _next(self) -> DecodedFrame | None:
         if self._ahead is not None:
@@ -82,8 +82,6 @@ class _Cursor:
         frame = next(self._frames, None)
         if frame is None:
             self.eof = True
-        elif frame.key:
-            self.key_times.append(frame.pts_time)
         return frame
 
     def at(self, t: float) -> DecodedFrame | None:
@@ -94,10 +92,6 @@ class _Cursor:
             self._ahead = frame
             return self.last if self.last is not None else frame
         return self.last
-
-    def min_key_interval(self) -> float:
-        gaps = [b - a for a, b in zip(self.key_times, self.key_times[1:], strict=False) if b > a]
-        return min(gaps) if gaps else 0.0
 
 
 @dataclass
@@ -165,8 +159,9 @@ def _seek_sampling(
     stream = run.stream
     cursor: _Cursor | None = None
     try:
+        stream.keyframe_times()  # read (and cache) before any decode run: it rewinds
         for t in targets:
-            if fast:
+            if fast and _keyframe_may_serve(stream, run, t, tolerance):
                 key = stream.read_keyframe(t)
                 cursor = None  # the decoder is now positioned after a keyframe-only read
                 if key is not None and abs(key.pts_time - t) <= tolerance and run.is_new(key):
@@ -191,6 +186,23 @@ def _seek_sampling(
         run.problem = str(exc)
 
 
+def _keyframe_may_serve(stream: VideoStream, run: _Run, t: float, tolerance: float) -> bool:
+    """False when the keyframe before ``t`` is known to be too far from it, or delivered.
+
+    Saves a wasted seek + keyframe decode per sample on long-GOP files, and keeps the
+    exact-mode decode run going instead of breaking it with a seek. Decided from the
+    stream's true keyframe times, so every backend that knows them picks the same frames.
+    """
+    keys = stream.keyframe_times()
+    if not keys:
+        return True
+    i = bisect.bisect_right(keys, t + _EPS) - 1
+    if i < 0:
+        return True
+    key = keys[i]
+    return t - key <= tolerance and round(key * 1000) != run.delivered_ms
+
+
 def _can_continue(stream: VideoStream, cursor: _Cursor, t: float) -> bool:
     """Is decoding on from the cursor cheaper than seeking (no keyframe before ``t``)?"""
     if cursor.last is None or cursor.eof or cursor.last.pts_time > t + _EPS:
@@ -199,8 +211,7 @@ def _can_continue(stream: VideoStream, cursor: _Cursor, t: float) -> bool:
     keys = stream.keyframe_times()
     if keys is not None:
         return not any(here + _EPS < k <= t + _EPS for k in keys)
-    interval = cursor.min_key_interval()
-    return interval > 0 and t < (cursor.key_times[-1] + interval)
+    return False  # no keyframe map: seeking is always correct
 
 
 def _scan(
@@ -282,16 +293,28 @@ def iter_keyframes(
         yield _keyframe(video_hash, 0.0, 0, 0, rgb, size)
         return
     with open_video(path, backend=backend) as stream:
-        for frame in sample_frames(stream, every=every, count=count, mode=mode):
-            try:
-                rgb = frame.rgb()
-            except DecodeError:
-                raise
-            except Exception as exc:  # a library error converting pixels of a damaged frame
-                raise DecodeError(f"cannot convert frame at {frame.pts_time:.3f} s: {exc}") from exc
-            yield _keyframe(
-                video_hash, frame.pts_time, frame.frame_index, frame.rotation, rgb, size
-            )
+        yield from keyframes_from_stream(
+            stream, video_hash=video_hash, every=every, count=count, mode=mode, size=size
+        )
+
+
+def keyframes_from_stream(
+    stream: VideoStream,
+    *,
+    video_hash: str,
+    every: float | None = 2.0,
+    count: int | None = None,
+    mode: str = "fast",
+    size: int = DEFAULT_SIZE,
+) -> Iterator[Keyframe]:
+    """``iter_keyframes`` on an already open stream (callers that also want ``stream.info``
+    open the file once instead of twice)."""
+    for frame in sample_frames(stream, every=every, count=count, mode=mode):
+        try:
+            rgb = frame.rgb()
+        except Exception as exc:  # a library error converting pixels of a damaged frame
+            raise DecodeError(f"cannot convert frame at {frame.pts_time:.3f} s: {exc}") from exc
+        yield _keyframe(video_hash, frame.pts_time, frame.frame_index, frame.rotation, rgb, size)
 
 
 def _keyframe(

@@ -124,7 +124,12 @@ class VideoStream(ABC):
         return next(self.frames(keyframes_only=True), None)
 
     def keyframe_times(self) -> list[float] | None:
-        """Sorted keyframe times from the container index, or None when it has none."""
+        """Sorted true pts of every keyframe (by reading packets, no decoding), or None.
+
+        Sampling uses it to decide, without decoding, whether a keyframe can serve a
+        sample and whether to keep decoding or seek. None (unknown) is always safe.
+        The first call may move the read position: call it before decoding.
+        """
         return None
 
     def scan_duration(self) -> float | None:

@@ -56,6 +56,7 @@ class FFmpegStream(VideoStream):
         if not streams:
             raise DecodeError("no video stream in the file")
         self._seek_to: float | None = None
+        self._keyframes: list[float] | None = None
         self.info = self._info(streams[0], probed.get("format", {}))
 
     def _info(self, stream: dict, fmt: dict) -> VideoInfo:
@@ -86,6 +87,26 @@ class FFmpegStream(VideoStream):
             start_time=float(stream.get("start_time") or 0.0),
             extra={"cfr": cfr},
         )
+
+    def keyframe_times(self) -> list[float] | None:
+        """Keyframe pts from ``ffprobe -show_packets`` (demux only), read once."""
+        if self._keyframes is None:
+            try:
+                probed = ffmpeg.probe(
+                    str(self.path),
+                    select_streams="v:0",
+                    show_entries="packet=pts_time,flags",
+                    show_packets=None,
+                )
+                keys = [
+                    float(p["pts_time"])
+                    for p in probed.get("packets", [])
+                    if "K" in p.get("flags", "") and p.get("pts_time") not in (None, "N/A")
+                ]
+            except ffmpeg.Error:
+                keys = []
+            self._keyframes = sorted(keys)
+        return self._keyframes or None
 
     def seek(self, t: float) -> None:
         self._seek_to = t if t > self.info.start_time else None

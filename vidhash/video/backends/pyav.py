@@ -189,13 +189,24 @@ class PyAVStream(VideoStream):
         return None
 
     def keyframe_times(self) -> list[float] | None:
+        """Read every packet once (demux only: ~1% of a decode) and keep keyframe pts.
+
+        Why not the container index: MP4 and AVI index entries carry dts, not pts, and
+        Matroska's cues may be missing or sparse.
+        """
         if self._keyframes is None:
-            entries = self._stream.index_entries
-            if len(entries) <= 1:
-                return None  # mkv reads its cues on the first seek; ask again later
             tb = self._stream.time_base
-            self._keyframes = sorted(float(e.timestamp * tb) for e in entries if e.is_keyframe)
-        return self._keyframes
+            keys: list[float] = []
+            self._rewind()
+            try:
+                for packet in self._container.demux(self._stream):
+                    if packet.is_keyframe and packet.pts is not None:
+                        keys.append(float(packet.pts * tb))
+            except av.error.FFmpegError:
+                pass  # a broken tail: the keyframes before it are still right
+            self._rewind()
+            self._keyframes = sorted(keys)
+        return self._keyframes or None
 
     def scan_duration(self) -> float | None:
         """Read packets (no decoding) to find the last pts: cheap even for long files."""
