@@ -142,7 +142,7 @@ def command(
             code = index.code_of(keyframe_id)
         except KeyError:
             raise InputError(f"keyframe {keyframe_id!r} is not in the index") from None
-        row = index.keyframes.loc[index.keyframes["keyframe_id"] == keyframe_id].iloc[0]
+        row = index.record(keyframe_id)
         exclude = [{row["video_id"]}] if exclude_same_video else None
         image_path = row["image_path"]
         query_pixels = load_rgb(Path(index_dir) / image_path) if image_path else None

@@ -11,6 +11,7 @@ count. ``tests/test_search.py`` checks that against brute force on code sets ful
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -19,6 +20,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from vidhash.index.codes import as_code_array, codes_from_arrow, pad_to_64
 from vidhash.index.store import IndexStore
@@ -121,34 +124,62 @@ class HammingSearcher:
         return out
 
 
+class _SortedIds:
+    """Read-only sequence view of a sorted Arrow string column, for ``bisect``."""
+
+    def __init__(self, column: pa.StringArray) -> None:
+        self._column = column
+
+    def __len__(self) -> int:
+        return len(self._column)
+
+    def __getitem__(self, i: int) -> str:
+        return self._column[i].as_py()
+
+
 class Index:
-    """A vidhash index opened for search: codes in FAISS, rows and annotations in memory."""
+    """A vidhash index opened for search: codes in FAISS, rows and annotations in memory.
+
+    Rows stay in Arrow (about 150 bytes per keyframe rather than ~600 as Python objects);
+    :attr:`keyframes` builds a pandas view on first use.
+    """
 
     def __init__(
         self,
         root: Path,
-        keyframes: pd.DataFrame,
+        keyframes: pd.DataFrame | pa.Table,
         codes: np.ndarray,
         code_bits: int,
         meta: dict,
         concepts: dict[str, list[str]],
     ) -> None:
-        self.root = root
-        self.keyframes = keyframes
+        if isinstance(keyframes, pd.DataFrame):
+            keyframes = pa.Table.from_pandas(keyframes, preserve_index=False)
+        if "code" in keyframes.column_names:
+            keyframes = keyframes.drop_columns(["code"])
+        self.root = Path(root)
         self.code_bits = code_bits
         self.meta = meta
-        self._codes = codes
-        self._searcher = HammingSearcher(codes)
+        self._table = keyframes.combine_chunks()
+        self._frame: pd.DataFrame | None = None
+        self._codes = as_code_array(codes)
+        self._searcher = HammingSearcher(self._codes)
         self._concepts = concepts
-        self._row_of = pd.Index(keyframes["keyframe_id"])
-        # Plain arrays: building hits from them is ~50x faster than DataFrame.iloc per row.
         self._columns = {
-            name: keyframes[name].to_numpy()
+            name: self._table.column(name).chunk(0)
+            if self._table.column(name).num_chunks
+            else pa.array([], self._table.schema.field(name).type)
             for name in ("keyframe_id", "video_id", "video_path", "pts_time", "image_path")
         }
-        video_codes, video_ids = pd.factorize(keyframes["video_id"])
-        self._video_code = np.asarray(video_codes, dtype=np.int64)
-        self._video_number = {vid: n for n, vid in enumerate(video_ids)}
+        self._ids = _SortedIds(self._columns["keyframe_id"])
+        # every id sorted (Index.open sorts): bisect finds a row in ~25 steps, no hash table
+        ids = self._columns["keyframe_id"]
+        self._sorted = len(ids) < 2 or bool(
+            pc.all(pc.less(ids.slice(0, len(ids) - 1), ids.slice(1))).as_py()
+        )
+        encoded = pc.dictionary_encode(self._columns["video_id"])
+        self._video_code = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        self._video_number = {vid: n for n, vid in enumerate(encoded.dictionary.to_pylist())}
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> Index:
@@ -160,16 +191,26 @@ class Index:
         code_bits = store.code_bits
         table = store.read_arrow("keyframes").sort_by("keyframe_id")
         codes = codes_from_arrow(table.column("code"))
-        keyframes = table.drop_columns(["code"]).to_pandas()
         annotations = store.read_table("annotations")
         concepts: dict[str, list[str]] = {}
         if len(annotations):
             grouped = annotations.groupby("keyframe_id")["concept"]
             concepts = {kid: sorted(set(values)) for kid, values in grouped}
-        return cls(Path(path), keyframes, codes, code_bits, dict(store.meta or {}), concepts)
+        return cls(Path(path), table, codes, code_bits, dict(store.meta or {}), concepts)
+
+    @property
+    def keyframes(self) -> pd.DataFrame:
+        """The keyframe rows (without codes) as pandas, in search row order (by id)."""
+        if self._frame is None:
+            self._frame = self._table.to_pandas()
+        return self._frame
+
+    def record(self, keyframe_id: str) -> dict:
+        """One keyframe's row as a dict (KeyError if it is not indexed)."""
+        return self._table.slice(self._row(keyframe_id), 1).to_pylist()[0]
 
     def __len__(self) -> int:
-        return len(self.keyframes)
+        return self._table.num_rows
 
     @property
     def nbytes(self) -> int:
@@ -183,10 +224,15 @@ class Index:
         return list(self._concepts.get(keyframe_id, []))
 
     def _row(self, keyframe_id: str) -> int:
-        try:
-            return int(self._row_of.get_loc(keyframe_id))
-        except KeyError:
-            raise KeyError(f"keyframe {keyframe_id!r} is not in the index") from None
+        if self._sorted:
+            row = bisect.bisect_left(self._ids, keyframe_id)
+            if row < len(self._ids) and self._ids[row] == keyframe_id:
+                return row
+        else:
+            found = pc.index(self._columns["keyframe_id"], keyframe_id).as_py()
+            if found >= 0:
+                return found
+        raise KeyError(f"keyframe {keyframe_id!r} is not in the index")
 
     # ------------------------------------------------------------------ search
 
@@ -204,7 +250,15 @@ class Index:
         ids for all queries, or a sequence with one set (or None) per query.
         """
         distances, rows = self.search_arrays(codes, k, radius, exclude_video_ids)
-        return [self._hits(d, r) for d, r in zip(distances, rows, strict=True)]
+        flat = self._hits(
+            np.concatenate(distances) if distances else np.zeros(0, np.int32),
+            np.concatenate(rows) if rows else np.zeros(0, np.int64),
+        )
+        out, start = [], 0
+        for r in rows:  # one Arrow take for the whole batch, then split per query
+            out.append(flat[start : start + len(r)])
+            start += len(r)
+        return out
 
     def search_arrays(
         self,
@@ -252,7 +306,7 @@ class Index:
         rows = [self._row(kid) for kid in keyframe_ids]
         exclude = None
         if exclude_same_video:
-            exclude = [{self.keyframes["video_id"].iat[r]} for r in rows]
+            exclude = [{self._columns["video_id"][r].as_py()} for r in rows]
         return self.search(self._codes[rows], k, radius, exclude)
 
     def _exclusion_groups(self, exclude, n_queries: int) -> dict[frozenset, list[int]]:
@@ -282,19 +336,21 @@ class Index:
         return ~np.isin(self._video_code, numbers)
 
     def _hits(self, distances: np.ndarray, rows: np.ndarray) -> list[Hit]:
-        columns = self._columns
+        if len(rows) == 0:
+            return []
+        picked = {name: col.take(pa.array(rows)).to_pylist() for name, col in self._columns.items()}
         hits = []
-        for d, r in zip(distances.tolist(), rows.tolist(), strict=True):
-            kid = columns["keyframe_id"][r]
-            image = columns["image_path"][r]
+        for i, d in enumerate(distances.tolist()):
+            kid = picked["keyframe_id"][i]
+            image = picked["image_path"][i]
             hits.append(
                 Hit(
                     keyframe_id=kid,
-                    video_id=columns["video_id"][r],
-                    video_path=columns["video_path"][r],
-                    pts_time=float(columns["pts_time"][r]),
+                    video_id=picked["video_id"][i],
+                    video_path=picked["video_path"][i],
+                    pts_time=float(picked["pts_time"][i]),
                     distance=int(d),
-                    image_path=str(self.root / image) if isinstance(image, str) else None,
+                    image_path=str(self.root / image) if image else None,
                     concepts=list(self._concepts.get(kid, [])),
                 )
             )
