@@ -106,4 +106,6 @@ def ship_model(name: str, checkpoint: str | Path, description: str, half: bool =
         "metrics": header.get("metrics", {}),
     }
     atomic_write_bytes(weights_dir / "models.json", json.dumps(registry, indent=1).encode())
+    for path in (target, weights_dir / "models.json"):
+        path.chmod(0o644)  # package data: readable by everyone (temp files start as 0600)
     return registry[name]
