@@ -39,7 +39,8 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
       h264.mp4 (GOP 10), mpeg4.avi, vp9.webm, rotated.mp4 (2 s, display matrix 90 deg,
       64x96 stored, 96x64 upright), vfr.mkv (alternating 100/300 ms intervals),
       h264-cut.mp4 / mpeg4-cut.avi (first 60% of the bytes of 6 s clips with GOP 10; the MP4
-      has its index in front), long.mp4 (12 s, 5 fps, GOP 10);
+      has its index in front), long.mp4 (12 s, 5 fps, GOP 10), nodur.webm (3 s VP9
+      written as a stream: no duration or cues in the header);
     broken inputs: zero.mp4 (0 bytes), random.mp4 (random bytes), text.avi (text);
     stills: still.jpg (chelsea), still.png (coffee).
     """
@@ -58,6 +59,7 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     media.truncate(full, 0.6, root / "mpeg4-cut.avi")
     media.make_video(root / "long.mp4", codec="h264", seconds=12, fps=5, gop=10)
+    media.make_video(root / "nodur.webm", codec="vp9", seconds=3, fps=10, gop=10, streaming=True)
     (root / "zero.mp4").write_bytes(b"")
     media.random_bytes(root / "random.mp4")
     (root / "text.avi").write_text("this is not a video\n" * 50)

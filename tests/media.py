@@ -9,6 +9,8 @@ tests can tell *which* frame a decoder delivered, and which way up it is.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from collections.abc import Sequence
 from fractions import Fraction
@@ -81,6 +83,7 @@ def make_video(
     vfr: bool = False,
     frames_from: Sequence[str] = PHOTOS,
     faststart: bool = False,
+    streaming: bool = False,
 ) -> Path:
     """Encode a small real video at ``path`` (container chosen by the suffix).
 
@@ -89,7 +92,9 @@ def make_video(
     ``size`` stays the *display* size: the stored pixels are the upright picture turned the
     other way (like a phone held sideways), so only a reader that applies the rotation sees
     the marker block top-left at ``size``. ``faststart``: MP4 index at the front, so a
-    truncated copy still opens (and then stops decoding part way). ``vfr``: frame
+    truncated copy still opens (and then stops decoding part way). ``streaming``: write
+    through a non-seekable pipe, as a live recorder does: Matroska/WebM then has no
+    duration and no cues in its header. ``vfr``: frame
     intervals alternate 1/fps and 3/fps (timestamps in milliseconds), so a
     variable-frame-rate file whose frame index and time do not map linearly.
     """
@@ -118,7 +123,13 @@ def make_video(
         pts_list = list(range(round(seconds * fps)))
 
     container_options = {"movflags": "faststart"} if faststart else {}
-    with av.open(str(path), mode="w", format=fmt, options=container_options) as container:
+    with contextlib.ExitStack() as stack:
+        target: object = str(path)
+        if streaming:
+            target = _NonSeekable(stack.enter_context(open(path, "wb")))
+        container = stack.enter_context(
+            av.open(target, mode="w", format=fmt, options=container_options)
+        )
         stream = container.add_stream(encoder, rate=fps)
         stream.width = width
         stream.height = height
@@ -152,6 +163,22 @@ def make_video(
         for packet in stream.encode(None):
             container.mux(packet)
     return path
+
+
+class _NonSeekable(io.RawIOBase):
+    """A write-only file that refuses to seek, like a pipe."""
+
+    def __init__(self, raw: io.BufferedWriter) -> None:
+        self._raw = raw
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def write(self, data) -> int:
+        return self._raw.write(data)
 
 
 def truncate(

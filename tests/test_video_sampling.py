@@ -36,6 +36,15 @@ def sampled(path: Path, backend: str = "pyav", **kwargs) -> list:
         return [(f.pts_time, f.frame_index, f.rgb()) for f in sample_frames(stream, **kwargs)]
 
 
+def reference_duration(path: Path, reference: list) -> tuple[float, float]:
+    """(start, duration): the header's, or from the decoded frames when it has none."""
+    info = probe(path)
+    if info.duration is not None:
+        return info.start_time, info.duration
+    step = reference[1][0] - reference[0][0]
+    return reference[0][0], reference[-1][0] - reference[0][0] + step
+
+
 def on_screen(reference: list, t: float) -> tuple[int, float]:
     """(index, pts) of the last reference frame with pts <= t."""
     index = max(i for i, (pts, _, _) in enumerate(reference) if pts <= t + 1e-4)
@@ -49,13 +58,15 @@ def test_sample_times() -> None:
     assert sample_times(0.0, 6.0, count=3) == [0.0, 2.0, 4.0]
 
 
-@pytest.mark.parametrize("name", ["h264.mp4", "mpeg4.avi", "vp9.webm", "vfr.mkv"])
+VIDEOS = ["h264.mp4", "mpeg4.avi", "vp9.webm", "vfr.mkv", "nodur.webm"]
+
+
+@pytest.mark.parametrize("name", VIDEOS)
 @pytest.mark.parametrize("kwargs", [{"every": 0.75}, {"every": 2.0}, {"count": 3}])
 def test_exact_mode_delivers_the_frame_on_screen(media_dir: Path, name: str, kwargs) -> None:
     path = media_dir / name
     reference = full_decode(path)
-    info = probe(path)
-    targets = sample_times(info.start_time, info.duration, **kwargs)
+    targets = sample_times(*reference_duration(path, reference), **kwargs)
     got = sampled(path, mode="exact", **kwargs)
     expected = [on_screen(reference, t) for t in targets]
     expected = [e for i, e in enumerate(expected) if i == 0 or e != expected[i - 1]]
@@ -65,13 +76,13 @@ def test_exact_mode_delivers_the_frame_on_screen(media_dir: Path, name: str, kwa
         assert index in (None, ref_index)
 
 
-@pytest.mark.parametrize("name", ["h264.mp4", "mpeg4.avi", "vp9.webm", "vfr.mkv"])
+@pytest.mark.parametrize("name", VIDEOS)
 @pytest.mark.parametrize("every", [0.75, 1.0, 2.0])
 def test_fast_mode_is_near_and_true(media_dir: Path, name: str, every: float) -> None:
     path = media_dir / name
-    reference = {round(p, 4): (key, rgb) for p, key, rgb in full_decode(path)}
-    info = probe(path)
-    targets = sample_times(info.start_time, info.duration, every=every)
+    frames = full_decode(path)
+    reference = {round(p, 4): (key, rgb) for p, key, rgb in frames}
+    targets = sample_times(*reference_duration(path, frames), every=every)
     got = sampled(path, mode="fast", every=every)
     assert len(got) == len(targets)  # same count as exact mode on a clean file
     for t, (pts, _, rgb) in zip(targets, got, strict=True):
@@ -85,6 +96,12 @@ def test_fast_mode_uses_keyframes_when_they_are_close(media_dir: Path) -> None:
     keys = [p for p, key, _ in full_decode(path) if key]
     got = [pts for pts, _, _ in sampled(path, mode="fast", every=1.0)]
     assert got == pytest.approx(keys)
+
+
+def test_header_without_duration_is_probed_as_unknown(media_dir: Path) -> None:
+    assert probe(media_dir / "nodur.webm").duration is None
+    assert probe(media_dir / "nodur.webm", backend="ffmpeg").duration is None
+    assert probe(media_dir / "vp9.webm").duration == pytest.approx(4.0)
 
 
 def test_rotated_video_comes_out_upright(media_dir: Path) -> None:
@@ -143,7 +160,7 @@ def test_not_a_video_raises_decode_error(media_dir: Path, name: str, backend: st
     assert str(excinfo.value) and "\n" not in str(excinfo.value)
 
 
-@pytest.mark.parametrize("name", ["h264.mp4", "vfr.mkv", "rotated.mp4", "mpeg4.avi"])
+@pytest.mark.parametrize("name", ["h264.mp4", "vfr.mkv", "rotated.mp4", "mpeg4.avi", "nodur.webm"])
 @pytest.mark.parametrize("mode", ["fast", "exact"])
 def test_backends_agree(media_dir: Path, name: str, mode: str) -> None:
     pyav = sampled(media_dir / name, "pyav", every=0.75, mode=mode)

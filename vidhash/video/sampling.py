@@ -100,6 +100,7 @@ class _Run:
 
     stream: VideoStream
     gap_limit: float  # a target further than this past the last frame is unreachable
+    duration: float | None = None  # what the header (or a packet scan) promised
     delivered_ms: int | None = None
     problem: str | None = None
 
@@ -129,7 +130,9 @@ def sample_frames(
         raise UsageError(f"every must be > 0 seconds, got {every}")
     info = stream.info
     duration = info.duration
-    if duration is None and count is not None:
+    if duration is None and stream.can_seek:
+        # No duration in the header: read the packets once (no decoding) to learn it, so
+        # sampling is the same as for any other file.
         duration = stream.scan_duration()
         if duration is None:
             raise DecodeError("no decodable frames")
@@ -141,7 +144,7 @@ def sample_frames(
     else:
         targets = sample_times(info.start_time, duration, every=every, count=count)
         step = duration / count if count is not None else float(every)
-        run = _Run(stream, gap_limit=max(2 * frame_step, step / 2))
+        run = _Run(stream, gap_limit=max(2 * frame_step, step / 2), duration=duration)
         source = _seek_sampling(run, targets, tolerance=step / 2, fast=mode == "fast")
     for frame in source:
         yielded += 1
@@ -177,7 +180,7 @@ def _seek_sampling(
                 )
                 run.problem = (
                     f"decoding ended before the sample at {t:.3f} s ({end}; "
-                    f"header duration {stream.info.duration:.3f} s)"
+                    f"duration {run.duration:.3f} s)"
                 )
                 return
             if run.is_new(frame):
@@ -209,9 +212,10 @@ def _can_continue(stream: VideoStream, cursor: _Cursor, t: float) -> bool:
         return False
     here = cursor.last.pts_time
     keys = stream.keyframe_times()
-    if keys is not None:
-        return not any(here + _EPS < k <= t + _EPS for k in keys)
-    return False  # no keyframe map: seeking is always correct
+    if keys is None:
+        return False  # no keyframe map: seeking is always correct
+    i = bisect.bisect_right(keys, here + _EPS)  # first keyframe after the cursor
+    return i == len(keys) or keys[i] > t + _EPS
 
 
 def _scan(
