@@ -74,6 +74,47 @@ def in_memory_index(codes: np.ndarray) -> Index:
     return Index(Path("."), keyframes, codes, CODE_BITS, {}, {})
 
 
+def open_index(n_codes: int) -> None:
+    """Write an on-disk index of n random codes (1,000 keyframes per video), time its open."""
+    import hashlib
+    import tempfile
+
+    from vidhash.fsutil import keyframe_id
+    from vidhash.index.store import IndexStore
+
+    rng = np.random.default_rng(1)
+    model = {"model_id": "0" * 64, "model_name": "bench", "model_config": {}, "code_bits": 48}
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        with IndexStore.open(Path(tmp) / "idx", model_meta=model, create=True) as store:
+            for v in range(-(-n_codes // 1000)):
+                content = hashlib.sha256(str(v).encode()).hexdigest()
+                codes = rng.integers(0, 256, (min(1000, n_codes - v * 1000), 6), dtype=np.uint8)
+                frames = [
+                    {
+                        "keyframe_id": keyframe_id(content, i * 2.0),
+                        "pts_time": i * 2.0,
+                        "code": code,
+                    }
+                    for i, code in enumerate(codes)
+                ]
+                store.write_video(
+                    {"video_path": f"videos/{v:05d}.mp4", "content_hash": content, "status": "ok"},
+                    frames,
+                )
+        written = time.perf_counter() - start
+        before = rss_bytes()
+        start = time.perf_counter()
+        index = Index.open(Path(tmp) / "idx")
+        opened = time.perf_counter() - start
+        grown = rss_bytes() - before
+        print(
+            f"\non-disk index of {len(index):,} keyframes in {-(-n_codes // 1000)} part files: "
+            f"written in {written:.1f} s; Index.open {opened:.2f} s, RSS +{grown / 1e6:.0f} MB "
+            f"({grown / len(index):.0f} B per keyframe)"
+        )
+
+
 def run(
     n_codes: int,
     n_queries: int,
@@ -147,6 +188,12 @@ def main() -> None:
         default=1_000_000,
         help="also time Index.search (building Hit objects) up to this many codes",
     )
+    parser.add_argument(
+        "--open-index",
+        type=int,
+        default=0,
+        help="also write an on-disk index of this many codes and time Index.open",
+    )
     parser.add_argument("--rounds", type=int, default=7, help="alternating passes per side")
     parser.add_argument(
         "--min-seconds",
@@ -173,6 +220,8 @@ def main() -> None:
     for n, t, base, ours, ratio, same in results:
         print(f"| {n:,} | {t} | {base:,.0f} | {ours:,.0f} | {ratio:.2f}x | {same} |")
     faiss.omp_set_num_threads(all_threads)
+    if args.open_index:
+        open_index(args.open_index)
 
 
 if __name__ == "__main__":

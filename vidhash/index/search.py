@@ -124,6 +124,21 @@ class HammingSearcher:
         return out
 
 
+# Row columns an Index keeps in memory, and those repeated for every keyframe of a video.
+_ROW_COLUMNS = (
+    "keyframe_id",
+    "video_id",
+    "video_path",
+    "pts_time",
+    "frame_index",
+    "width",
+    "height",
+    "rotation",
+    "image_path",
+)
+_PER_VIDEO_COLUMNS = ("video_id", "video_path")
+
+
 class _SortedIds:
     """Read-only sequence view of a sorted Arrow string column, for ``bisect``."""
 
@@ -155,12 +170,19 @@ class Index:
     ) -> None:
         if isinstance(keyframes, pd.DataFrame):
             keyframes = pa.Table.from_pandas(keyframes, preserve_index=False)
-        if "code" in keyframes.column_names:
-            keyframes = keyframes.drop_columns(["code"])
+        # Constant columns (model_id, code_bits) live in meta; per-video strings are
+        # dictionary-encoded: together that halves the memory of the rows.
+        keep = [c for c in keyframes.column_names if c in _ROW_COLUMNS]
+        table = keyframes.select(keep).combine_chunks()
+        for name in _PER_VIDEO_COLUMNS:
+            i = table.schema.get_field_index(name)
+            column = table.column(i)
+            if not pa.types.is_dictionary(column.type):
+                table = table.set_column(i, name, pc.dictionary_encode(column))
         self.root = Path(root)
         self.code_bits = code_bits
         self.meta = meta
-        self._table = keyframes.combine_chunks()
+        self._table = table
         self._frame: pd.DataFrame | None = None
         self._codes = as_code_array(codes)
         self._searcher = HammingSearcher(self._codes)
@@ -177,9 +199,10 @@ class Index:
         self._sorted = len(ids) < 2 or bool(
             pc.all(pc.less(ids.slice(0, len(ids) - 1), ids.slice(1))).as_py()
         )
-        encoded = pc.dictionary_encode(self._columns["video_id"])
-        self._video_code = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        self._video_number = {vid: n for n, vid in enumerate(encoded.dictionary.to_pylist())}
+        videos = self._columns["video_id"]
+        self._video_code = videos.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        self._video_number = {vid: n for n, vid in enumerate(videos.dictionary.to_pylist())}
+        pa.default_memory_pool().release_unused()  # hand the loading scratch back to the OS
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> Index:
@@ -202,7 +225,10 @@ class Index:
     def keyframes(self) -> pd.DataFrame:
         """The keyframe rows (without codes) as pandas, in search row order (by id)."""
         if self._frame is None:
-            self._frame = self._table.to_pandas()
+            frame = self._table.to_pandas()
+            for name in _PER_VIDEO_COLUMNS:  # plain strings, not categoricals
+                frame[name] = frame[name].astype(object)
+            self._frame = frame
         return self._frame
 
     def record(self, keyframe_id: str) -> dict:
