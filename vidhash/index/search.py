@@ -80,9 +80,8 @@ class HammingSearcher:
             if not allowed.any():
                 return distances, rows
             bitmap = np.packbits(allowed.astype(bool), bitorder="little")
-            params = faiss.SearchParameters(
-                sel=faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bitmap))
-            )
+            selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bitmap))
+            params = faiss.SearchParameters(sel=selector)
         k_faiss = min(k, len(self))
         buckets = queries.shape[1] * 8 + 1
         batch = max(1, _MC_BUDGET_BYTES // (buckets * k_faiss * 8))
@@ -99,7 +98,7 @@ class HammingSearcher:
         rows[missing] = -1
         distances[missing] = np.iinfo(np.int32).max
         if params is not None:
-            del bitmap  # FAISS read it through a raw pointer; keep it alive until here
+            del selector, bitmap  # FAISS reads both through raw pointers: alive until here
         return distances, rows
 
     def range(
