@@ -334,3 +334,35 @@ def test_damaged_part_is_skipped_by_readers_and_redone_by_the_writer(tmp_path: P
     writer.close()
     build_index(root, n_videos=3, per_video=2)  # the rerun indexes it again
     assert len(Index.open(root)) == 6
+
+
+@pytest.mark.parametrize("order", [("a", "b", "c"), ("c", "a", "b"), ("b", "c", "a")])
+def test_duplicate_owner_does_not_depend_on_order(tmp_path: Path, order) -> None:
+    """The smallest path owns identical content, whatever order the inputs finish in."""
+    root = tmp_path / "idx"
+    content = content_of("same bytes")
+    frames = keyframes_for(content, np.arange(12, dtype=np.uint8).reshape(2, 6))
+    with IndexStore.open(root, model_meta=MODEL, create=True) as store:
+        for name in order:
+            store.write_video(
+                {
+                    "video_path": f"{name}.mp4",
+                    "content_hash": content,
+                    "status": "ok",
+                    "duration": 2.0,
+                },
+                frames,
+            )
+        videos = store.read_table("videos").set_index("video_path")
+    assert videos["status"].to_dict() == {"a.mp4": "ok", "b.mp4": "duplicate", "c.mp4": "duplicate"}
+    assert set(videos["error"].dropna()) == {"same content as a.mp4"}
+    keyframes = IndexStore.open(root).read_table("keyframes")
+    assert list(keyframes["video_path"]) == ["a.mp4", "a.mp4"]
+    assert not list(root.rglob(".tmp-*"))
+    assert len(list((root / "keyframes").glob("part-*"))) == 1
+    with IndexStore.open(root, model_meta=MODEL) as store:
+        store.drop_videos(["a.mp4"])
+        videos = store.read_table("videos").set_index("video_path")
+    assert videos["status"].to_dict() == {"b.mp4": "ok", "c.mp4": "duplicate"}
+    assert videos.loc["c.mp4", "error"] == "same content as b.mp4"
+    assert set(IndexStore.open(root).read_table("keyframes")["video_path"]) == {"b.mp4"}

@@ -447,32 +447,66 @@ class IndexStore:
             raise UsageError(f"index {self.root} has no model recorded; open it with model_meta")
         row = self._normalise_video_row(video_row)
         path = row["video_path"]
+        content = row["content_hash"]
+        owner = None
+        if row["status"] in PRIMARY_STATUSES and content:
+            owner = self.owner_of(content)
+            owner = None if owner == path else owner
         if row["status"] not in PRIMARY_STATUSES:
             table = None
+        elif owner is not None and owner < path:
+            # Identical bytes are indexed once, under the smallest path: the same choice
+            # whatever order the inputs finish in, so reruns and resumed runs agree.
+            row.update(status="duplicate", error=f"same content as {owner}")
+            table = None
         else:
-            owner = self.owner_of(row["content_hash"]) if row["content_hash"] else None
-            if owner is not None and owner != path:
-                row.update(status="duplicate", error=f"same content as {owner}")
-                table = None
-            else:
-                table = self._keyframes_table(keyframes, row, meta)
+            table = self._keyframes_table(keyframes, row, meta)
         row["n_keyframes"] = 0 if table is None else table.num_rows
 
         old = self._rows.get(path)
-        self._remove(path, keep_content=row["content_hash"] if table is not None else None)
-        key = part_key(path)
+        self._remove(path, keep_content=content if table is not None else None)
+        displaced = None
+        if table is not None and owner is not None:
+            # This path sorts before the current owner: uncommit the owner first, so two
+            # inputs never both hold these keyframe ids, then demote it below.
+            displaced = self._rows.pop(owner)
+            _unlink(self._part("videos", owner))
         if table is not None:
-            _write_parquet(table, self.root / "keyframes" / f"{PART_PREFIX}{key}.parquet")
+            _write_parquet(table, self._part("keyframes", path))
+        self._write_row(row)
+        if displaced is not None:
+            displaced.update(status="duplicate", error=f"same content as {path}", n_keyframes=0)
+            self._write_row(displaced)
+            _unlink(self._part("keyframes", owner))
+        if table is not None:
+            self._retarget_duplicates(content, path)
+        if old is not None and old["content_hash"] != content:
+            self._gc_images(old["content_hash"])
+        if table is None and content:
+            self._gc_images(content)  # JPEGs written for an input that failed
+        return row["status"]
+
+    def _part(self, table: str, video_path: str) -> Path:
+        return self.root / table / f"{PART_PREFIX}{part_key(video_path)}.parquet"
+
+    def _write_row(self, row: dict[str, Any]) -> None:
+        """Commit one videos row (its part file is the input's commit record)."""
         _write_parquet(
             pa.Table.from_pylist([row], schema=VIDEOS_SCHEMA),
-            self.root / "videos" / f"{PART_PREFIX}{key}.parquet",
+            self._part("videos", row["video_path"]),
         )
-        self._rows[path] = row
-        if old is not None and old["content_hash"] != row["content_hash"]:
-            self._gc_images(old["content_hash"])
-        if table is None and row["content_hash"]:
-            self._gc_images(row["content_hash"])  # JPEGs written for an input that failed
-        return row["status"]
+        self._rows[row["video_path"]] = row
+
+    def _retarget_duplicates(self, content: str, owner: str) -> None:
+        """Duplicates name the current owner, as they would had it been indexed first."""
+        expected = f"same content as {owner}"
+        for row in list(self._rows.values()):
+            if (
+                row["status"] == "duplicate"
+                and row["content_hash"] == content
+                and row["error"] != expected
+            ):
+                self._write_row({**row, "error": expected})
 
     def _normalise_video_row(self, video_row: dict) -> dict[str, Any]:
         if "video_path" not in video_row or "status" not in video_row:
@@ -590,8 +624,7 @@ class IndexStore:
         table = table.set_column(
             idx, table.schema.field(idx), pa.array([heir] * table.num_rows, pa.string())
         )
-        key = part_key(heir)
-        _write_parquet(table, self.root / "keyframes" / f"{PART_PREFIX}{key}.parquet")
+        _write_parquet(table, self._part("keyframes", heir))
         row = dict(self._rows[heir])
         row.update(
             status=old_row["status"],
@@ -599,11 +632,8 @@ class IndexStore:
             n_keyframes=table.num_rows,
             duration=old_row["duration"],
         )
-        _write_parquet(
-            pa.Table.from_pylist([row], schema=VIDEOS_SCHEMA),
-            self.root / "videos" / f"{PART_PREFIX}{key}.parquet",
-        )
-        self._rows[heir] = row
+        self._write_row(row)
+        self._retarget_duplicates(row["content_hash"], heir)
 
     def drop_videos(self, paths: Iterable[str]) -> list[str]:
         """Remove the rows (and images) of inputs that no longer exist; returns those dropped.
