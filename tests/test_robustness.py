@@ -84,10 +84,10 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mk(root / "tiny-32x18.mp4", size=(32, 18), seconds=2)
     mk(root / "wide-1920x200.mp4", size=(1920, 200), seconds=2, fps=5)
     mk(root / "odd-97x61.mkv", codec="ffv1", size=(97, 61), seconds=2)
-    mk(root / "portrait-rotate90.mp4", size=(96, 64), seconds=2, rotate=90)
+    mk(root / "portrait-rotate90.mp4", size=(64, 96), seconds=2, rotate=90)  # upright size
     mk(root / "uhd-3840x2160.mp4", size=(3840, 2160), seconds=1, fps=2)
-    mk(root / "ünïcode name with spaces.mp4", seconds=2)
-    mk(root / "UPPER.MP4", seconds=2)
+    mk(root / "ünïcode name with spaces.mp4", seconds=2, frames_from=("rocket",))
+    mk(root / "UPPER.MP4", seconds=2, frames_from=("coffee",))
 
     work = root.parent / f"{root.name}-sources"
     work.mkdir()
@@ -106,7 +106,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "loop").mkdir()
     os.symlink(root / "loop", root / "loop" / "again")  # a symlink loop
     os.symlink(root / "missing.mp4", root / "dangling.mp4")
-    unreadable = mk(root / "unreadable.mp4", seconds=2)
+    unreadable = mk(root / "unreadable.mp4", seconds=2, frames_from=("astronaut",))
     unreadable.chmod(0)
     (root / "notes.txt").write_text("a non-video file")
     return root
@@ -169,7 +169,7 @@ def test_extract_survives_the_hostile_corpus(hostile, tmp_path):
 
 
 @contextlib.contextmanager
-def tiny_filesystem(path: Path, size: str = "96k", readonly: bool = False):
+def tiny_filesystem(path: Path, size: str = "8k", readonly: bool = False):
     path.mkdir(parents=True, exist_ok=True)
     options = f"size={size}" + (",ro" if readonly else "")
     mounted = subprocess.run(
