@@ -7,6 +7,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_index_helpers import build_index
 
 from vidhash.index.codes import hamming
@@ -147,3 +149,35 @@ def test_empty_index_searches_to_nothing(tmp_path: Path) -> None:
     assert len(index) == 0
     assert index.search(np.zeros((2, 6), np.uint8), k=5) == [[], []]
     assert index.search(np.zeros(6, np.uint8), k=None, radius=3) == [[]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 300),
+    nbytes=st.sampled_from([1, 2, 6, 8, 9]),
+    alphabet=st.sampled_from([2, 16, 256]),
+    k=st.integers(1, 40),
+    radius=st.one_of(st.none(), st.integers(0, 20)),
+    excluded=st.integers(0, 5),
+    seed=st.integers(0, 2**31),
+)
+def test_engine_matches_brute_force(n, nbytes, alphabet, k, radius, excluded, seed) -> None:
+    """Any code length, size, k, radius and exclusion: exactly the brute-force answer."""
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, alphabet, (n, nbytes), dtype=np.uint8)
+    query = rng.integers(0, alphabet, nbytes, dtype=np.uint8)
+    allowed = None
+    if excluded:
+        allowed = (np.arange(n) % 6) != excluded  # drop every row of one "video"
+    engine = HammingSearcher(codes)
+    d, r = engine.search(query, k, allowed)
+    bd, br = brute_force(codes, query, k, allowed)
+    keep = r[0] >= 0
+    assert np.array_equal(r[0][keep], br) and np.array_equal(d[0][keep], bd)
+    if radius is not None:
+        ((rd, rr),) = engine.range(query[None], radius, allowed)
+        dist = hamming(query, codes)
+        mask = dist <= radius if allowed is None else (dist <= radius) & allowed
+        expected = np.lexsort((np.flatnonzero(mask), dist[mask]))
+        assert np.array_equal(rr, np.flatnonzero(mask)[expected])
+        assert np.array_equal(rd, dist[mask][expected])

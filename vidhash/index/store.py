@@ -17,9 +17,10 @@ holds ``INDEX/.lock``, so recovery never races another writer. A rerun after ``k
 therefore redoes exactly the inputs that were not committed, and ends with the rows of an
 uninterrupted run.
 
-Identical content at two paths is indexed once: keyframe ids derive from the content hash,
-so the second path becomes a ``duplicate`` row without keyframes. If the first path goes
-away, the duplicate inherits its keyframes (no re-encoding needed).
+Identical content at several paths is indexed once: keyframe ids derive from the content
+hash, so only the smallest path keeps keyframes and the others are ``duplicate`` rows
+(the same outcome whatever order inputs finish in). If the owner goes away, the next
+copy inherits its keyframes (no re-encoding needed).
 """
 
 from __future__ import annotations
