@@ -27,6 +27,8 @@ from vidhash.video.stream import DecodedFrame, VideoInfo, VideoStream, looks_con
 
 _SHOWINFO = re.compile(r"\bn:\s*(\d+)\s+pts:\s*(-?\d+)\s+pts_time:\s*(-?[\d.e+-]+).*?iskey:(\d)")
 _END = object()
+# Containers whose packets are every frame (so "fewer packets than the header" means frames lost).
+_FULL_INDEX_FORMATS = ("avi", "mov,mp4,m4a,3gp,3g2,mj2")
 
 
 def _rate(text: str | None) -> float | None:
@@ -57,6 +59,7 @@ class FFmpegStream(VideoStream):
             raise DecodeError("no video stream in the file")
         self._seek_to: float | None = None
         self._keyframes: list[float] | None = None
+        self._packets = 0
         self.info = self._info(streams[0], probed.get("format", {}))
 
     def _info(self, stream: dict, fmt: dict) -> VideoInfo:
@@ -73,10 +76,19 @@ class FFmpegStream(VideoStream):
         count = int(stream["nb_frames"]) if str(stream.get("nb_frames", "")).isdigit() else None
         seconds = float(duration) if duration else None
         cfr = looks_constant_rate(avg, real, count, seconds)
+        problem = None
+        container = fmt.get("format_name", "")
+        if count and container in _FULL_INDEX_FORMATS:
+            self.keyframe_times()  # also counts the packets
+            if 1 < self._packets < count * 0.99:
+                problem = (
+                    f"the file holds {self._packets} of the {count} frames its header "
+                    "declares; the rest cannot be decoded"
+                )
         return VideoInfo(
             path=str(self.path),
             backend=self.name,
-            container=fmt.get("format_name", ""),
+            container=container,
             codec=stream.get("codec_name", ""),
             width=width,
             height=height,
@@ -85,6 +97,7 @@ class FFmpegStream(VideoStream):
             frame_rate=avg or real,
             frame_count=count or None,
             start_time=float(stream.get("start_time") or 0.0),
+            problem=problem,
             extra={"cfr": cfr},
         )
 
@@ -98,11 +111,13 @@ class FFmpegStream(VideoStream):
                     show_entries="packet=pts_time,flags",
                     show_packets=None,
                 )
+                packets = [p for p in probed.get("packets", []) if int(p.get("size", 0) or 0) > 0]
                 keys = [
                     float(p["pts_time"])
-                    for p in probed.get("packets", [])
+                    for p in packets
                     if "K" in p.get("flags", "") and p.get("pts_time") not in (None, "N/A")
                 ]
+                self._packets = len(packets)
             except ffmpeg.Error:
                 keys = []
             self._keyframes = sorted(keys)

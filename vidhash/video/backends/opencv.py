@@ -35,8 +35,10 @@ class OpenCVStream(VideoStream):
             self._cap.release()
             raise DecodeError("no decodable frames")
         self._start_ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)
-        fps = self._cap.get(cv2.CAP_PROP_FPS) or None
-        count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        fps = fps if fps and fps > 0 else None
+        count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        count = count if count > 0 else None  # unknown is reported as 0 or INT64_MIN
         duration = count / fps if count and fps else None
         # OpenCV reports the angle clockwise; FFmpeg (and vidhash) counter-clockwise.
         rotation = -int(self._cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0)
@@ -57,7 +59,10 @@ class OpenCVStream(VideoStream):
         self._rewind()
 
     def _rewind(self) -> None:
-        self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        # Reopen rather than seek to frame 0: seeking fails on files without an index
+        # (a WebM with no cues), reopening never does.
+        self._cap.release()
+        self._cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
         self._from_start = True
 
     def seek(self, t: float) -> None:
