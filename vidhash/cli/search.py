@@ -73,7 +73,8 @@ def _encode(pixels: np.ndarray, meta: dict, model: str | None, device: str) -> n
     except CheckpointError as exc:
         if model is None:
             raise UsageError(
-                f"cannot load the index's model {name!r} ({exc}); pass --model CHECKPOINT"
+                f"cannot load the index's model {name!r} ({exc}); pass --model CHECKPOINT, "
+                f"the file with sha256 {meta['model_id'][:16]}..."
             ) from None
         raise
     if net.model_id != meta["model_id"]:
