@@ -366,3 +366,24 @@ def test_duplicate_owner_does_not_depend_on_order(tmp_path: Path, order) -> None
     assert videos["status"].to_dict() == {"b.mp4": "ok", "c.mp4": "duplicate"}
     assert videos.loc["c.mp4", "error"] == "same content as b.mp4"
     assert set(IndexStore.open(root).read_table("keyframes")["video_path"]) == {"b.mp4"}
+
+
+def test_keyframes_as_an_arrow_table_and_duplicate_ids(tmp_path: Path) -> None:
+    root = tmp_path / "idx"
+    content = content_of("arrow")
+    frames = keyframes_for(content, np.arange(18, dtype=np.uint8).reshape(3, 6))
+    table = pa.table(
+        {
+            "keyframe_id": [f["keyframe_id"] for f in frames] + [frames[0]["keyframe_id"]],
+            "pts_time": [2.0, 0.0, 1.0, 9.0],  # out of order, and one id twice
+            "code": pa.array([bytes(f["code"]) for f in frames] + [b"\xff" * 6], pa.binary(6)),
+        }
+    )
+    with IndexStore.open(root, model_meta=MODEL, create=True) as store:
+        store.write_video({"video_path": "a.mp4", "content_hash": content, "status": "ok"}, table)
+        stored = store.read_table("keyframes")
+        videos = store.read_table("videos")
+    assert list(stored["pts_time"]) == [0.0, 1.0, 2.0]  # time order, first of a repeated id
+    assert stored["keyframe_id"].is_unique and videos.loc[0, "n_keyframes"] == 3
+    assert bytes(stored.loc[stored["pts_time"] == 2.0, "code"].item()) == bytes(frames[0]["code"])
+    assert stored["frame_index"].isna().all() and (stored["model_id"] == MODEL["model_id"]).all()
