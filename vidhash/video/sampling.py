@@ -164,10 +164,15 @@ def _seek_sampling(
     try:
         stream.keyframe_times()  # read (and cache) before any decode run: it rewinds
         for t in targets:
-            if fast and _keyframe_may_serve(stream, run, t, tolerance):
+            # Exact mode: a keyframe *at* t is the frame on screen at t, and reading it alone
+            # skips the frames a decoder holds back before its first output.
+            limit = tolerance if fast else _EPS
+            if (fast or _keyframe_known_at(stream, t)) and _keyframe_may_serve(
+                stream, run, t, limit
+            ):
                 key = stream.read_keyframe(t)
                 cursor = None  # the decoder is now positioned after a keyframe-only read
-                if key is not None and abs(key.pts_time - t) <= tolerance and run.is_new(key):
+                if key is not None and abs(key.pts_time - t) <= limit and run.is_new(key):
                     yield run.mark(key)
                     continue
             if cursor is None or not _can_continue(stream, cursor, t):
@@ -204,6 +209,15 @@ def _keyframe_may_serve(stream: VideoStream, run: _Run, t: float, tolerance: flo
         return True
     key = keys[i]
     return t - key <= tolerance and round(key * 1000) != run.delivered_ms
+
+
+def _keyframe_known_at(stream: VideoStream, t: float) -> bool:
+    """Does the keyframe map show a keyframe at ``t`` (within 0.1 ms)?"""
+    keys = stream.keyframe_times()
+    if not keys:
+        return False
+    i = bisect.bisect_left(keys, t - _EPS)
+    return i < len(keys) and keys[i] <= t + _EPS
 
 
 def _can_continue(stream: VideoStream, cursor: _Cursor, t: float) -> bool:
