@@ -423,7 +423,8 @@ def build_index(
     from vidhash.models import load_model
 
     encoder = load_model(model, device=device) if isinstance(model, str) else model
-    run = IndexRun(inputs, index_dir, model_meta(encoder), reindex=reindex)
+    source = model if isinstance(model, str) else None
+    run = IndexRun(inputs, index_dir, model_meta(encoder, source), reindex=reindex)
     bar = tqdm(total=None, unit="kf", desc="indexing", disable=not progress, dynamic_ncols=True)
 
     def on_progress(n_frames: int, finished: _Pending | None) -> None:
@@ -449,14 +450,24 @@ def build_index(
     return run.finish()
 
 
-def model_meta(encoder: Encoder) -> dict[str, Any]:
-    """The model identity the index records and checks on every later run."""
+def model_meta(encoder: Encoder, source: str | None = None) -> dict[str, Any]:
+    """The model identity the index records and checks on every later run.
+
+    ``model_name`` is what `vidhash search` reloads the model by: a shipped name as is, a
+    checkpoint as its absolute path.
+    """
     import json
 
+    from vidhash.models import SHIPPED_NAMES
+
     config = getattr(encoder, "config", {}) or {}
+    if source is not None and source not in SHIPPED_NAMES:
+        name = str(Path(source).resolve())
+    else:
+        name = source or getattr(encoder, "model_name", None) or encoder.model_id[:12]
     return {
         "model_id": encoder.model_id,
-        "model_name": getattr(encoder, "model_name", None) or encoder.model_id[:12],
+        "model_name": name,
         "model_config": json.dumps(config, sort_keys=True, default=str),
         "code_bits": int(encoder.code_bits),
     }

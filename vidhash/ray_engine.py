@@ -126,7 +126,7 @@ def build_index_ray(
 
     from vidhash.models import load_model
 
-    meta = model_meta(load_model(model, device="cpu"))
+    meta = model_meta(load_model(model, device="cpu"), model)
     run = IndexRun(inputs, index_dir, meta, reindex=reindex)
     if not run.items:
         return run.finish()
