@@ -165,3 +165,14 @@ def test_shared_videos_are_all_recorded(shared_data: Path, tmp_path: Path) -> No
     assert rows["tree-partly-broken.avi"][0] == "partial"
     assert rows["no-duration.webm"][0] == "ok"
     assert summary.keyframes > 100
+
+
+def test_deleted_input_rows_are_dropped(inputs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    extract(inputs, out, FAST, progress=False)
+    (inputs / "rotated.mp4").unlink()
+    again = extract(inputs, out, FAST, progress=False)
+    assert again.removed == 1 and again.processed == 0
+    assert "rotated.mp4" not in statuses(out)
+    manifest = pd.read_parquet(out / "manifest")
+    assert not manifest.video_path.str.endswith("rotated.mp4").any()

@@ -120,6 +120,7 @@ class ExtractSummary:
     inputs: int = 0
     processed: int = 0
     unchanged: int = 0
+    removed: int = 0
     ok: int = 0
     partial: int = 0
     failed: int = 0
@@ -165,12 +166,23 @@ def _write_table(rows: list[dict[str, Any]], schema: pa.Schema, final: Path) -> 
         pq.write_table(table, tmp)
 
 
-def _read_row(final: Path) -> dict[str, Any] | None:
-    try:
-        rows = pq.read_table(final).to_pylist()
-    except (OSError, pa.ArrowException):
-        return None  # absent or unreadable: the input is simply redone
-    return rows[0] if rows else None
+def _load_rows(out_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every committed videos row, by path, in one read (temp files are ignored)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for part in sorted((out_dir / "videos").glob("*.parquet")):
+        try:
+            for row in pq.read_table(part).to_pylist():
+                rows[row["video_path"]] = row
+        except (OSError, pa.ArrowException):
+            continue  # unreadable part: its input is simply redone
+    return rows
+
+
+def _remove_parts(out_dir: Path, path: str) -> None:
+    """Forget an input: commit row first (so a crash leaves it 'not done'), then its rows."""
+    key = input_key(path)
+    (out_dir / "videos" / f"{key}.parquet").unlink(missing_ok=True)
+    (out_dir / "manifest" / f"{key}.parquet").unlink(missing_ok=True)
 
 
 def _encode_jpeg(rgb, quality: int) -> bytes:
@@ -349,6 +361,12 @@ def extract(
     summary = ExtractSummary(out=str(out_dir))
     summary.inputs = len(found.videos) + len(found.images) + len(found.skipped)
     fingerprint = options.fingerprint()
+    existing = _load_rows(out_dir)
+    for path in list(existing):
+        if not os.path.lexists(path):  # the file is gone: so are its rows (JPEGs stay)
+            _remove_parts(out_dir, path)
+            del existing[path]
+            summary.removed += 1
 
     def record(row: dict[str, Any]) -> None:
         status = row["status"]
@@ -364,8 +382,7 @@ def extract(
     for path, reason in found.skipped:
         status = "failed" if classify(path) != "other" else "skipped"
         row = _row(os.path.abspath(path), classify(path), status, reason, options=fingerprint)
-        final = out_dir / "videos" / f"{input_key(path)}.parquet"
-        old = _read_row(final)
+        old = existing.get(row["video_path"])
         if old is None or (old["status"], old["error"]) != (status, reason):
             _commit(out_dir, input_key(path), [], row)
         record(row)
@@ -374,7 +391,7 @@ def extract(
     for kind, paths in (("video", found.videos), ("image", found.images)):
         for p in paths:
             path = os.path.abspath(p)
-            previous = _read_row(out_dir / "videos" / f"{input_key(path)}.parquet")
+            previous = existing.get(path)
             if previous is not None and previous.get("options") != fingerprint:
                 previous = None  # other options: a fresh extraction
             if previous is not None and _same_stat(path, previous):
