@@ -137,7 +137,9 @@ def camvid_videos(root: Path, split: str, media: Path) -> list[list]:
                 out.mux(stream.encode(frame))
                 mask = root / "SegmentationClass" / f"{stem}.png"
                 for concept in sorted(mask_concepts(mask, classes, CAMVID_CONCEPTS)):
-                    rows.append([concept, "local", target.name, f"{i - 0.4:.1f}", f"{i + 0.4:.1f}"])
+                    rows.append(
+                        [concept, "local", target.name, f"{max(i - 0.4, 0):.1f}", f"{i + 0.4:.1f}"]
+                    )
             out.mux(stream.encode(None))
     return rows
 

@@ -38,7 +38,7 @@ def test_builds_media_and_labels(tmp_path, capsys):
     with av.open(str(out / "media" / "camvid-0016E5.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == 101
     road = [r for r in rows if r["video"] == "camvid-0016E5.mp4" and r["concept"] == "road"]
-    assert len(road) == 101 and road[0]["start"] == "-0.4" and road[0]["end"] == "0.4"
+    assert len(road) == 101 and road[0]["start"] == "0.0" and road[0]["end"] == "0.4"
     # The shared videos carry the reviewed labels.
     assert {"asl-book.mkv", "pool.mp4"} <= {r["video"] for r in rows}
     # COCO masks map onto the shared vocabulary, with superclasses added.
