@@ -33,7 +33,7 @@ HEADER = {
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[PSPHashNet, Path]:
     torch.manual_seed(0)
-    net = PSPHashNet(get_backbone("efficientnet_lite0"), 7, 32, 48, 3, width=64).eval()
+    net = PSPHashNet(get_backbone("efficientnet_lite0"), 7, 32, 48, 3, 64, "both").eval()
     path = tmp_path_factory.mktemp("ckpt") / "net.safetensors"
     save_checkpoint(net, path, HEADER)
     return net, path

@@ -41,9 +41,14 @@ def test_frozen_backbone_and_psp_get_no_gradient_head_does(psp_net: PSPHashNet) 
 
 def test_trainable_psp_learns_with_a_frozen_backbone() -> None:
     torch.manual_seed(0)
-    net = PSPHashNet(get_backbone("efficientnet_lite0", "none"), 7, 32, 48, 3, width=64)
+    backbone = get_backbone("efficientnet_lite0", "none")
+    net = PSPHashNet(backbone, 7, 32, 48, 3, width=64, head_input="both")
     got = _grads_after_step(net, HashConfig("", "", "", freeze_backbone=True, freeze_psp=False))
     assert got == {"backbone": False, "head": True, "decoder": True, "seg_head": True}
+    # Reading only the stacked map, the class-score conv is not on the path: nothing to learn.
+    net = PSPHashNet(backbone, 7, 32, 48, 3, width=64, head_input="stacked")
+    got = _grads_after_step(net, HashConfig("", "", "", freeze_backbone=True, freeze_psp=False))
+    assert got == {"backbone": False, "head": True, "decoder": True, "seg_head": False}
 
 
 def test_baseline_has_the_same_head_reading_the_pooled_backbone_map() -> None:

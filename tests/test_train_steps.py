@@ -139,6 +139,6 @@ def test_psp_hash_cli_trains_and_resumes(
     assert set(final) >= {"test_acc", "map@5", "map@all"}
     header = read_header(out)
     assert [h["epoch"] for h in header["train"]["history"]] == [1, 2, 3]
-    assert header["head"]["input"] == "both" and header["code_bits"] == 16
+    assert header["head"]["input"] == "stacked" and header["code_bits"] == 16
     codes = load_model(str(out)).encode(np.zeros((2, 224, 224, 3), np.uint8))
     assert codes.shape == (2, 2)

@@ -54,7 +54,7 @@ from vidhash.errors import UsageError
 @click.option("--width", default=4096, show_default=True, type=int, help="FC width (paper: 4096)")
 @click.option(
     "--head-input",
-    default="both",
+    default="stacked",
     show_default=True,
     type=click.Choice(["scores", "stacked", "both"]),
     help="what the FC stack reads from the PSP",

@@ -11,6 +11,9 @@ it is measured in ``benchmarks/ablation_head_input.py`` (see docs/results/models
   to ``pool x pool``;
 * ``stacked``: the stacked map (original + four streams, 2N channels), pooled the same way;
 * ``both``: the two concatenated.
+
+``stacked`` is the default: it scored best in the ablation (docs/results/models.md); the
+class scores alone carry too little for classes the segmentation labels do not name.
 """
 
 from __future__ import annotations
@@ -141,7 +144,7 @@ class PSPHashNet(HashNet):
         code_bits: int,
         num_classes: int,
         width: int = 4096,
-        head_input: str = "both",
+        head_input: str = "stacked",
         pool: int = 4,
     ) -> None:
         super().__init__()

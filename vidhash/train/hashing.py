@@ -55,7 +55,7 @@ class HashConfig:
     backbone: str = "efficientnet_lite0"
     backbone_weights: str = "default"
     width: int = 4096
-    head_input: str = "both"
+    head_input: str = "stacked"
     pool: int = 4
     epochs: int = 30
     lr: float = 1e-3
