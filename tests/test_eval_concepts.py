@@ -261,3 +261,9 @@ def test_rankings_agree_with_index_search(tmp_path):
         ours = data.keyframes["keyframe_id"].iloc[run.rankings[pos]].tolist()
         assert [h.keyframe_id for h in query_hits] == ours
         assert [h.distance for h in query_hits] == run.distances[pos].tolist()
+
+
+def test_code_stats():
+    codes = np.packbits(np.array([[1, 0] * 4, [1, 0] * 4, [0, 1] * 4], dtype=np.uint8), axis=1)
+    stats = concepts.code_stats(codes, 8)
+    assert stats == {"distinct_codes": 2, "largest_bucket": 2, "mean_bit_imbalance": 0.1667}

@@ -231,6 +231,7 @@ def evaluate_concepts(
         "topk": topks,
         "exclude_same_video": exclude_same_video,
         "model_config": _json_or_none(index.meta.get("model_config")),
+        "code_stats": code_stats(index.codes, index.code_bits),
     }
     return ConceptEvaluation(
         topks=topks,
@@ -241,6 +242,20 @@ def evaluate_concepts(
         distances=distances,
         settings=settings,
     )
+
+
+def code_stats(codes: np.ndarray, code_bits: int) -> dict:
+    """How spread the codes are: many keyframes sharing one code means many rank ties,
+    broken only by keyframe id, so MAP then says little about the model."""
+    if len(codes) == 0:
+        return {"distinct_codes": 0, "largest_bucket": 0, "mean_bit_imbalance": 0.0}
+    _, counts = np.unique(codes, axis=0, return_counts=True)
+    bits = metrics.unpack_codes(codes, code_bits)
+    return {
+        "distinct_codes": int(len(counts)),
+        "largest_bucket": int(counts.max()),
+        "mean_bit_imbalance": round(float(np.abs(bits.mean(0) - 0.5).mean()), 4),
+    }
 
 
 def _json_or_none(value: object) -> object:

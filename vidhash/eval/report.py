@@ -188,9 +188,12 @@ def write_report(
     header = ["# Concept retrieval evaluation", ""]
     for name, run in runs.items():
         s = run.settings
+        stats = s.get("code_stats") or {}
         header.append(
             f"- **{name}**: `{s['index']}`, model {s['model']}, {s['code_bits']} bits, "
-            f"{s['keyframes']} keyframes, {s['queries']} queries"
+            f"{s['keyframes']} keyframes, {s['queries']} queries; "
+            f"{stats.get('distinct_codes')} distinct codes, largest bucket "
+            f"{stats.get('largest_bucket')}, mean bit imbalance {stats.get('mean_bit_imbalance')}"
         )
     first = next(iter(runs.values())).settings
     header += [
