@@ -12,11 +12,13 @@ Which frame a sample time ``t`` delivers:
   before ``t`` and decodes forward; when the next target lies in the GOP already being
   decoded (no keyframe in between, known from the container index) it keeps decoding
   instead of seeking, so no frame is decoded twice.
-* ``mode="fast"``: the keyframe at or before ``t`` (one seek, one decoded frame, non-key
-  frames skipped by the decoder) when it lies within half a sampling step of ``t`` and was
-  not delivered already; otherwise that sample falls back to exact. So fast-mode frames are
-  at most ``step/2`` away from their target (1 s at the default ``--every 2``), and both
-  modes deliver the same number of frames.
+* ``mode="fast"``: the keyframe nearest ``t`` (either side; one seek, one decoded frame)
+  when it lies within half a sampling step of ``t`` and after the previous sample's frame;
+  otherwise that sample falls back to exact. So fast-mode frames are at most ``step/2``
+  away from their target (1 s at the default ``--every 2``), and both modes deliver the
+  same number of frames on a clean file. Keyframe positions come from the stream's
+  keyframe map (a packet scan, no decoding); without one (OpenCV) the keyframe at or
+  before ``t`` is tried.
 
 Either way the frame's *true* pts is reported. Files with no duration in their header are
 sampled by decoding through once (fast mode decodes only keyframes then); ``count`` on
@@ -107,6 +109,9 @@ class _Run:
     def is_new(self, frame: DecodedFrame) -> bool:
         return round(frame.pts_time * 1000) != self.delivered_ms
 
+    def is_later(self, frame: DecodedFrame) -> bool:
+        return self.delivered_ms is None or round(frame.pts_time * 1000) > self.delivered_ms
+
     def mark(self, frame: DecodedFrame) -> DecodedFrame:
         self.delivered_ms = round(frame.pts_time * 1000)
         return frame
@@ -164,15 +169,15 @@ def _seek_sampling(
     try:
         stream.keyframe_times()  # read (and cache) before any decode run: it rewinds
         for t in targets:
-            # Exact mode: a keyframe *at* t is the frame on screen at t, and reading it alone
-            # skips the frames a decoder holds back before its first output.
+            # Fast mode: the nearest keyframe within tolerance (either side of t). Exact mode:
+            # a keyframe *at* t is the frame on screen at t, and reading it alone skips the
+            # frames a decoder holds back before its first output.
             limit = tolerance if fast else _EPS
-            if (fast or _keyframe_known_at(stream, t)) and _keyframe_may_serve(
-                stream, run, t, limit
-            ):
-                key = stream.read_keyframe(t)
+            key_time = _usable_keyframe(stream, run, t, limit)
+            if key_time is not None:
+                key = stream.read_keyframe(key_time)
                 cursor = None  # the decoder is now positioned after a keyframe-only read
-                if key is not None and abs(key.pts_time - t) <= limit and run.is_new(key):
+                if key is not None and abs(key.pts_time - t) <= limit and run.is_later(key):
                     yield run.mark(key)
                     continue
             if cursor is None or not _can_continue(stream, cursor, t):
@@ -194,30 +199,23 @@ def _seek_sampling(
         run.problem = str(exc)
 
 
-def _keyframe_may_serve(stream: VideoStream, run: _Run, t: float, tolerance: float) -> bool:
-    """False when the keyframe before ``t`` is known to be too far from it, or delivered.
+def _usable_keyframe(stream: VideoStream, run: _Run, t: float, tolerance: float) -> float | None:
+    """The time of the keyframe to deliver for ``t``, or None to decode exactly.
 
-    Saves a wasted seek + keyframe decode per sample on long-GOP files, and keeps the
-    exact-mode decode run going instead of breaking it with a seek. Decided from the
-    stream's true keyframe times, so every backend that knows them picks the same frames.
+    With a keyframe map: the keyframe nearest ``t`` if within ``tolerance`` and later than
+    the last delivered frame. Without one: ``t`` itself when fast (``read_keyframe`` then
+    finds the keyframe at or before it and the caller checks the distance), else None.
+    Deciding from the map saves a wasted seek + decode on long-GOP files and keeps an
+    exact decode run going instead of breaking it with a seek.
     """
     keys = stream.keyframe_times()
     if not keys:
-        return True
-    i = bisect.bisect_right(keys, t + _EPS) - 1
-    if i < 0:
-        return True
-    key = keys[i]
-    return t - key <= tolerance and round(key * 1000) != run.delivered_ms
-
-
-def _keyframe_known_at(stream: VideoStream, t: float) -> bool:
-    """Does the keyframe map show a keyframe at ``t`` (within 0.1 ms)?"""
-    keys = stream.keyframe_times()
-    if not keys:
-        return False
-    i = bisect.bisect_left(keys, t - _EPS)
-    return i < len(keys) and keys[i] <= t + _EPS
+        return t if tolerance > _EPS else None
+    i = bisect.bisect_left(keys, t)
+    near = [k for k in keys[max(0, i - 1) : i + 1] if abs(k - t) <= tolerance + _EPS]
+    last = run.delivered_ms
+    near = [k for k in near if last is None or round(k * 1000) > last]
+    return min(near, key=lambda k: abs(k - t)) if near else None
 
 
 def _can_continue(stream: VideoStream, cursor: _Cursor, t: float) -> bool:
