@@ -53,7 +53,14 @@ def command(
     as_json: bool,
     no_progress: bool,
 ) -> None:
-    """Sample keyframes from INPUT (a video, a folder, or a text file listing paths)."""
+    """Sample keyframes from INPUT (a video, a folder, or a text file listing paths).
+
+    Writes DIR/keyframes/<hash16>/<ms>.jpg, DIR/manifest/*.parquet (one row per keyframe)
+    and DIR/videos/*.parquet (one status row per input); see docs/EXTRACT.md. A rerun skips
+    inputs already done with the same content and options.
+
+    Exit codes: 0 all ok; 1 finished, some inputs failed or were partial; 2 usage error.
+    """
     from vidhash.extract import ExtractOptions, extract
 
     if every is not None and count is not None:
