@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from vidhash.cli import main
+from vidhash.fsutil import content_hash
 
 pytestmark = pytest.mark.slow
 
@@ -92,8 +93,9 @@ def test_index_annotate_evaluate_compare(tmp_path, capsys, checkpoints):
     assert local.loc["cat", "top-1 proposed"] > 0.5
     assert local.loc["person", "top-5 baseline"] > 0.5
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["runs"]["proposed"]["model"].startswith("seed0")
-    assert summary["runs"]["baseline"]["model"].startswith("seed1")
+    # The report names the model each index was built with (sha256 of the checkpoint).
+    assert summary["runs"]["proposed"]["model_id"] == content_hash(checkpoints[0])
+    assert summary["runs"]["baseline"]["model_id"] == content_hash(checkpoints[1])
     assert (out / "report.html").read_text().count("data:image/png;base64,") >= 2 + 2
 
 
