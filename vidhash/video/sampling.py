@@ -10,8 +10,9 @@ Which frame a sample time ``t`` delivers:
 * ``mode="exact"``: the frame *on screen* at ``t``: the last frame whose pts <= t (1e-4 s
   slack), or the first frame when ``t`` precedes it. The stream seeks to the keyframe at or
   before ``t`` and decodes forward; when the next target lies in the GOP already being
-  decoded (no keyframe in between, known from the container index) it keeps decoding
-  instead of seeking, so no frame is decoded twice.
+  decoded (no keyframe in between, known from the keyframe map) it keeps decoding
+  instead of seeking, so no frame is decoded twice; a target that falls exactly on a
+  keyframe is read alone.
 * ``mode="fast"``: the keyframe nearest ``t`` (either side; one seek, one decoded frame)
   when it lies within half a sampling step of ``t`` and after the previous sample's frame;
   otherwise that sample falls back to exact. So fast-mode frames are at most ``step/2``
@@ -20,11 +21,11 @@ Which frame a sample time ``t`` delivers:
   keyframe map (a packet scan, no decoding); without one (OpenCV) the keyframe at or
   before ``t`` is tried.
 
-Either way the frame's *true* pts is reported. Files with no duration in their header are
-sampled by decoding through once (fast mode decodes only keyframes then); ``count`` on
-such a file first reads the packets to learn the duration. A file that stops decoding part
-way yields every frame obtained and then raises :class:`~vidhash.errors.DecodeError` with
-one line saying where and why. Memory stays bounded: at most two decoded frames are held.
+Either way the frame's *true* pts is reported. A file with no duration in its header has
+its packets read once (no decoding) to learn it, then is sampled like any other. A file
+that stops decoding part way yields every frame obtained and then raises
+:class:`~vidhash.errors.DecodeError` with one line saying where and why. Memory stays
+bounded: at most two decoded frames are held.
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ def sample_frames(
         raise UsageError(f"every must be > 0 seconds, got {every}")
     info = stream.info
     duration = info.duration
-    if duration is None and stream.can_seek:
+    if duration is None:
         # No duration in the header: read the packets once (no decoding) to learn it, so
         # sampling is the same as for any other file.
         duration = stream.scan_duration()
@@ -143,14 +144,10 @@ def sample_frames(
             raise DecodeError("no decodable frames")
     frame_step = 1.0 / info.frame_rate if info.frame_rate else 0.04
     yielded = 0
-    if duration is None or not stream.can_seek:
-        run = _Run(stream, gap_limit=max(2 * frame_step, (every or 0) / 2))
-        source = _scan(run, every=every, count=count, duration=duration, fast=mode == "fast")
-    else:
-        targets = sample_times(info.start_time, duration, every=every, count=count)
-        step = duration / count if count is not None else float(every)
-        run = _Run(stream, gap_limit=max(2 * frame_step, step / 2), duration=duration)
-        source = _seek_sampling(run, targets, tolerance=step / 2, fast=mode == "fast")
+    targets = sample_times(info.start_time, duration, every=every, count=count)
+    step = duration / count if count is not None else float(every)
+    run = _Run(stream, gap_limit=max(2 * frame_step, step / 2), duration=duration)
+    source = _seek_sampling(run, targets, tolerance=step / 2, fast=mode == "fast")
     for frame in source:
         yielded += 1
         yield frame
@@ -228,34 +225,6 @@ def _can_continue(stream: VideoStream, cursor: _Cursor, t: float) -> bool:
         return False  # no keyframe map: seeking is always correct
     i = bisect.bisect_right(keys, here + _EPS)  # first keyframe after the cursor
     return i == len(keys) or keys[i] > t + _EPS
-
-
-def _scan(
-    run: _Run, *, every: float | None, count: int | None, duration: float | None, fast: bool
-) -> Iterator[DecodedFrame]:
-    """Decode through once (no duration in the header, or a backend that cannot seek)."""
-    stream = run.stream
-    start = stream.info.start_time
-    if count is not None and duration is not None:
-        step = duration / count
-        limit = count
-    else:
-        step = float(every)  # type: ignore[arg-type]
-        limit = None
-    try:
-        stream.seek(start)
-        cursor = _Cursor(stream.frames(keyframes_only=fast))
-        i = 0
-        while limit is None or i < limit:
-            t = start + i * step
-            frame = cursor.at(t)
-            if frame is None or (cursor.eof and t - frame.pts_time > run.gap_limit):
-                return  # the natural end: no duration was promised
-            if run.is_new(frame):
-                yield run.mark(frame)
-            i += 1
-    except DecodeError as exc:
-        run.problem = str(exc)
 
 
 # -- the per-video generator the extract and index stages share -----------------------------

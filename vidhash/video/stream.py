@@ -100,8 +100,6 @@ class VideoStream(ABC):
     """An open video. Use as a context manager; ``close()`` releases the decoder."""
 
     name: str = ""
-    #: False for backends that can only decode from the start (sampling then scans).
-    can_seek: bool = True
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
