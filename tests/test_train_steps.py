@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from vidhash.cli import main
 from vidhash.models import load_model
-from vidhash.models.checkpoint import read_header
+from vidhash.models.checkpoint import load_checkpoint, read_header
 from vidhash.train.datasets import VOCSegmentation, merged_voc
 from vidhash.train.hashing import HashConfig, train_hashing
 from vidhash.train.seg import SegConfig, train_segmentation
@@ -140,5 +141,35 @@ def test_psp_hash_cli_trains_and_resumes(
     header = read_header(out)
     assert [h["epoch"] for h in header["train"]["history"]] == [1, 2, 3]
     assert header["head"]["input"] == "stacked" and header["code_bits"] == 16
-    codes = load_model(str(out)).encode(np.zeros((2, 224, 224, 3), np.uint8))
+    frozen = load_model(str(out))
+    original, _ = load_checkpoint(seg_checkpoint)
+    for name, tensor in original.decoder.state_dict().items():
+        assert torch.equal(frozen.decoder.state_dict()[name], tensor), name
+    codes = frozen.encode(np.zeros((2, 224, 224, 3), np.uint8))
     assert codes.shape == (2, 2)
+
+
+def test_trainable_psp_and_trainable_backbone_paths(
+    image_folder: Path, seg_checkpoint: Path, tmp_path: Path
+) -> None:
+    """--train-psp runs the PSP on cached maps; --train-backbone runs full forward passes."""
+    common = dict(
+        train_dir=str(image_folder / "train"), test_dir=str(image_folder / "test"), bits=12,
+        width=16, epochs=2, lr=0.05, lr_after=0.05, batch_size=6, device="cpu",
+        cache_dir=str(tmp_path / "cache"), topk=5, seg_checkpoint=str(seg_checkpoint),
+    )  # fmt: skip
+    psp_out = tmp_path / "psp-train.safetensors"
+    train_hashing(HashConfig(out=str(psp_out), arch="psp", freeze_psp=False, **common), print)
+    trained = load_model(str(psp_out))
+    original, _ = load_checkpoint(seg_checkpoint)
+    stream = "streams.1.conv.weight"  # on the stacked path (the fusion conv is not)
+    assert not torch.equal(
+        trained.decoder.state_dict()[stream], original.decoder.state_dict()[stream]
+    )
+    assert torch.equal(trained.backbone.state_dict()["body._conv_stem.weight"],
+                       original.backbone.state_dict()["body._conv_stem.weight"])  # fmt: skip
+    full_out = tmp_path / "full.safetensors"
+    train_hashing(
+        HashConfig(out=str(full_out), arch="baseline", freeze_backbone=False, **common), print
+    )
+    assert len(read_header(full_out)["train"]["history"]) == 2
