@@ -108,3 +108,14 @@ def test_the_shipped_models_load_and_encode(name: str, images) -> None:
     codes = model.encode(images[:2])
     assert codes.shape == (2, (model.code_bits + 7) // 8)
     assert model.model_id == vm.shipped_models()[name]["sha256"]
+
+
+def test_models_command_lists_the_registry(capsys: pytest.CaptureFixture) -> None:
+    from vidhash.cli import main
+
+    main(["models"])
+    out = capsys.readouterr().out
+    for name in vm.shipped_models():
+        assert name in out
+    main(["models", "--json"])
+    assert json.loads(capsys.readouterr().out) == vm.shipped_models()

@@ -85,6 +85,17 @@ def test_voc_palette_masks_and_merged_labels(voc_roots: list[Path]) -> None:
     assert set(np.unique(mask_b)) <= {2, 1, 255}  # b's 'sky' (0) -> 2, 'cat' (1) -> 1
 
 
+def test_voc_without_labels_file_uses_pascal_voc_2012_classes(voc_roots: list[Path]) -> None:
+    labels = voc_roots[0] / "labels.txt"
+    saved = labels.read_text()
+    labels.unlink()
+    try:
+        ds = VOCSegmentation.open(voc_roots[0], "val", size=32)
+        assert len(ds.labels) == 21 and ds.labels[0] == "background" and ds.labels[8] == "cat"
+    finally:
+        labels.write_text(saved)
+
+
 @pytest.fixture(scope="module")
 def seg_checkpoint(voc_roots: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("seg") / "seg.safetensors"
