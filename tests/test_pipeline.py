@@ -193,7 +193,9 @@ def test_kill_9_at_random_moments_then_rerun_equals_an_uninterrupted_run(media_d
         visible = [p for p in interrupted.rglob("*.parquet") if not p.name.startswith(".tmp-")]
         for part in visible:  # every visible part is complete and readable
             pd.read_parquet(part)
-    assert run(interrupted, None) == 1
+    # 0 or 1: the failed copies may already be recorded by an interrupted run (then they
+    # count as unchanged and the final run itself meets no failure).
+    assert run(interrupted, None) in (0, 1)
 
     ref, got = keyframes(reference), keyframes(interrupted)
     assert got["keyframe_id"].is_unique

@@ -90,7 +90,8 @@ def test_killed_ray_run_resumes_without_duplicates(corpus, tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     finished = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert finished.returncode == 1, finished.stderr[-2000:]  # random.mp4 is a recorded failure
+    # 0 or 1: random.mp4 fails, in this run or in the killed one (then it is unchanged).
+    assert finished.returncode in (0, 1), finished.stderr[-2000:]
 
     build_index(corpus, tmp_path / "local", "default", progress=False)
     a, b = keyframes(tmp_path / "local"), keyframes(out)
