@@ -28,7 +28,7 @@ import click
     help="Cap the database per class (quick runs; the outputs are marked 'reduced').",
 )
 @click.option("--seed", default=0, show_default=True, help="Seed of the query draw.")
-@click.option("--batch-size", default=64, show_default=True)
+@click.option("--batch-size", default=64, show_default=True, help="Images read per chunk.")
 @click.option("--device", default="cpu", show_default=True)
 def command(
     dataset: Path,
@@ -63,7 +63,7 @@ def command(
         summary = proto.run_protocol(
             data,
             protocol,
-            lambda images: model.encode(images, batch_size=batch_size),
+            model.encode,  # its own micro-batch (small on CPU, large on GPU)
             info,
             out_dir,
             queries_per_class=queries_per_class,
