@@ -29,6 +29,9 @@ _FULL_INDEX_FORMATS = ("avi", "mov,mp4,m4a,3gp,3g2,mj2")
 
 
 def _one_line(exc: BaseException) -> str:
+    """FFmpeg's own words, without PyAV's "[Errno N] ...: 'path'" wrapping around them."""
+    if isinstance(exc, av.FFmpegError) and exc.strerror:
+        return str(exc.strerror)
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
