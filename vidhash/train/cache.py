@@ -65,7 +65,7 @@ def cached_outputs(
     images: Sequence,
     key_parts: dict,
     cache_dir: str | Path,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     device: str = "cpu",
     desc: str = "caching",
     chunk_keys: Sequence[str] | None = None,
@@ -79,6 +79,8 @@ def cached_outputs(
     (``chunk_keys[k]``), so an interrupted run keeps its finished chunks and a larger
     data set whose list starts with the same files reuses them.
     """
+    if batch_size is None:  # small on CPU, where batch 4 runs 2-4x faster than 32 (cache-bound)
+        batch_size = 4 if str(device).startswith("cpu") else 64
     cache_dir = Path(cache_dir)
     n_chunks = -(-len(images) // chunk_size)
     if n_chunks == 0:
