@@ -23,8 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from vidhash.errors import DecodeError
-from vidhash.fsutil import atomic_write_bytes, content_hash, keyframe_id
-from vidhash.transforms import center_crop_resize
+from vidhash.fsutil import atomic_write_bytes, content_hash
 from vidhash.video.discover import discover
 from vidhash.video.sampling import iter_keyframes, probe
 
@@ -132,35 +131,13 @@ def plan_work(
     return todo, unchanged
 
 
-def read_image_keyframe(path: Path, digest: str, size: int) -> tuple[dict[str, Any], np.ndarray]:
-    """A still image as a one-keyframe item, upright per its EXIF orientation."""
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img).convert("RGB")
-            rgb = np.asarray(img)
-    except Exception as exc:  # PIL raises many types for damaged files
-        raise DecodeError(f"cannot read image: {exc}") from exc
-    height, width = rgb.shape[:2]
-    row = {
-        "keyframe_id": keyframe_id(digest, 0.0),
-        "pts_time": 0.0,
-        "frame_index": 0,
-        "width": width,
-        "height": height,
-        "rotation": 0,
-    }
-    return row, center_crop_resize(rgb, size)
-
-
 def iter_item_frames(
     item: WorkItem, options: IndexOptions
 ) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
-    """(keyframe row, 224x224 RGB image) for one input; raises DecodeError after a partial."""
-    if item.kind == "image":
-        yield read_image_keyframe(item.path, item.content_hash, options.size)
-        return
+    """(keyframe row, 224x224 RGB image) for one input; raises DecodeError after a partial.
+
+    A still image is one keyframe at t = 0 (``iter_keyframes`` handles both kinds).
+    """
     for kf in iter_keyframes(
         item.path,
         video_hash=item.content_hash,
