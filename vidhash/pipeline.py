@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from vidhash.errors import DecodeError
+from vidhash.extract import ExtractOptions
 from vidhash.fsutil import atomic_write_bytes, content_hash
 from vidhash.video.discover import discover
 from vidhash.video.sampling import iter_keyframes, probe
@@ -38,19 +39,13 @@ class Encoder(Protocol):
 
 
 @dataclass(frozen=True)
-class IndexOptions:
-    """How keyframes are sampled and written; mirrors `vidhash index`'s options."""
+class IndexOptions(ExtractOptions):
+    """`vidhash extract`'s sampling options plus how the model side is fed."""
 
-    every: float | None = 2.0
-    count: int | None = None
-    mode: str = "fast"
-    backend: str = "pyav"
-    size: int = 224
     batch_size: int = 32
     workers: int = 2
     queue_size: int = 128
     save_images: bool = True
-    jpeg_quality: int = 90
 
 
 @dataclass

@@ -64,10 +64,6 @@ def command(
 
     if every is not None and count is not None:
         raise UsageError("give --every or --count, not both")
-    if every is not None and every <= 0:
-        raise UsageError("--every must be > 0")
-    if count is not None and count <= 0:
-        raise UsageError("--count must be > 0")
     if batch_size <= 0:
         raise UsageError("--batch-size must be > 0")
     options = IndexOptions(
@@ -79,7 +75,7 @@ def command(
         workers=workers or default_workers(),
         save_images=not no_images,
         jpeg_quality=jpeg_quality,
-    )
+    ).validate()
     if engine == "ray":
         from vidhash.ray_engine import build_index_ray
 
