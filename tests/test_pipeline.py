@@ -215,3 +215,24 @@ def test_cli_index_json_summary(corpus, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["indexed"] == 1 and summary["keyframes"] == 1
+
+
+def test_other_sampling_options_reindex_what_they_change(corpus, tmp_path, model):
+    out = tmp_path / "index"
+    build_index(corpus / "h264.mp4", out, model, progress=False)
+    assert len(keyframes(out)) == 2  # 4 s every 2 s
+    same = build_index(
+        corpus / "h264.mp4",
+        out,
+        model,
+        progress=False,
+        options=IndexOptions(workers=1, batch_size=3),
+    )  # feeding only
+    assert same.unchanged == 1 and same.indexed == 0
+    denser = build_index(
+        corpus / "h264.mp4", out, model, progress=False, options=IndexOptions(every=1.0)
+    )
+    assert denser.indexed == 1
+    kf = keyframes(out)
+    assert list(kf["pts_time"]) == [0.0, 1.0, 2.0, 3.0]
+    assert kf["keyframe_id"].is_unique

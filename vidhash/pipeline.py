@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,6 +46,12 @@ class IndexOptions(ExtractOptions):
     workers: int = 2
     queue_size: int = 128
     save_images: bool = True
+
+    def sampling_fingerprint(self) -> str:
+        """What decides an input's keyframes: a change re-indexes it (as `extract` does)."""
+        return ExtractOptions(
+            **{f.name: getattr(self, f.name) for f in fields(ExtractOptions)}
+        ).fingerprint()
 
 
 @dataclass
@@ -99,9 +105,9 @@ _END = object()
 
 
 def plan_work(
-    inputs: Iterable[Path], store_rows: dict[str, dict[str, Any]], kind: str
+    inputs: Iterable[Path], store_rows: dict[str, dict[str, Any]], kind: str, sampling: str
 ) -> tuple[list[WorkItem], int]:
-    """Which inputs need (re)indexing; unchanged ones are recognised by size+mtime+hash.
+    """Which inputs need (re)indexing: new, changed, or sampled with other options.
 
     Size and mtime spare re-hashing every file on a rerun; the content hash decides when
     they differ (a touched but identical file stays indexed).
@@ -111,17 +117,19 @@ def plan_work(
     for path in inputs:
         stat = path.stat()
         previous = store_rows.get(str(path))
-        if (
-            previous is not None
-            and int(previous["size_bytes"]) == stat.st_size
-            and float(previous["mtime"]) == stat.st_mtime
-        ):
-            unchanged += 1
-            continue
-        digest = content_hash(path)
-        if previous is not None and previous["content_hash"] == digest:
-            unchanged += 1
-            continue
+        if previous is not None and previous.get("sampling") == sampling:
+            if (
+                int(previous["size_bytes"]) == stat.st_size
+                and float(previous["mtime"]) == stat.st_mtime
+            ):
+                unchanged += 1
+                continue
+            digest = content_hash(path)
+            if previous["content_hash"] == digest:
+                unchanged += 1
+                continue
+        else:
+            digest = content_hash(path)
         todo.append(WorkItem(path, kind, digest, stat.st_size, stat.st_mtime))
     return todo, unchanged
 
@@ -315,6 +323,7 @@ class IndexRun:
         inputs: str | os.PathLike,
         index_dir: str | os.PathLike,
         meta: dict[str, Any],
+        options: IndexOptions,
         *,
         reindex: bool = False,
     ) -> None:
@@ -322,6 +331,7 @@ class IndexRun:
 
         self.started = time.perf_counter()
         self.meta = meta
+        self.sampling = options.sampling_fingerprint()
         found = discover(inputs)
         self.store = IndexStore.open(index_dir, model_meta=meta, reindex=reindex, create=True)
         self.summary = IndexSummary(index=str(index_dir), model_id=meta["model_id"])
@@ -333,8 +343,8 @@ class IndexRun:
             self.store.drop_videos(deleted)
             self.summary.removed = len(deleted)
 
-        video_items, unchanged_v = plan_work(found.videos, previous, "video")
-        image_items, unchanged_i = plan_work(found.images, previous, "image")
+        video_items, unchanged_v = plan_work(found.videos, previous, "video", self.sampling)
+        image_items, unchanged_i = plan_work(found.images, previous, "image", self.sampling)
         self.items: list[WorkItem] = image_items + video_items
         self.summary.inputs = len(found.videos) + len(found.images) + len(found.skipped)
         self.summary.unchanged = unchanged_v + unchanged_i
@@ -354,7 +364,7 @@ class IndexRun:
     def write_video(self, item: WorkItem, state: _Pending) -> None:
         """Write one finished input (rows + its videos row) atomically and count it."""
         rows = keyframe_rows(item, state, self.meta)
-        status = self.store.write_video(video_row(item, state), rows) or state.status
+        status = self.store.write_video(video_row(item, state, self.sampling), rows) or state.status
         summary = self.summary
         if status == "duplicate":
             summary.duplicate += 1
@@ -396,7 +406,7 @@ def build_index(
 
     encoder = load_model(model, device=device) if isinstance(model, str) else model
     source = model if isinstance(model, str) else None
-    run = IndexRun(inputs, index_dir, model_meta(encoder, source), reindex=reindex)
+    run = IndexRun(inputs, index_dir, model_meta(encoder, source), options, reindex=reindex)
     bar = tqdm(total=None, unit="kf", desc="indexing", disable=not progress, dynamic_ncols=True)
 
     def on_progress(n_frames: int, finished: _Pending | None) -> None:
@@ -453,7 +463,7 @@ def store_video_rows(store: Any) -> dict[str, dict[str, Any]]:
     return {row["video_path"]: row for row in table.to_dict("records")}
 
 
-def video_row(item: WorkItem, state: _Pending) -> dict[str, Any]:
+def video_row(item: WorkItem, state: _Pending, sampling: str) -> dict[str, Any]:
     return {
         "video_id": item.content_hash,
         "video_path": str(item.path),
@@ -465,6 +475,7 @@ def video_row(item: WorkItem, state: _Pending) -> dict[str, Any]:
         "kind": item.kind,
         "status": state.status,
         "error": state.error,
+        "sampling": sampling,
     }
 
 

@@ -127,7 +127,7 @@ def build_index_ray(
     from vidhash.models import load_model
 
     meta = model_meta(load_model(model, device="cpu"), model)
-    run = IndexRun(inputs, index_dir, meta, reindex=reindex)
+    run = IndexRun(inputs, index_dir, meta, options, reindex=reindex)
     if not run.items:
         return run.finish()
 

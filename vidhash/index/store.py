@@ -85,6 +85,8 @@ VIDEOS_SCHEMA = pa.schema(
         pa.field("kind", pa.string(), nullable=False),
         pa.field("status", pa.string(), nullable=False),
         pa.field("error", pa.string()),
+        # The sampling options the keyframes were made with (JSON); other options reindex.
+        pa.field("sampling", pa.string()),
     ]
 )
 
