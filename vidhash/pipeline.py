@@ -1,11 +1,12 @@
 """The local indexing engine: decode workers -> bounded queue -> batched model -> store.
 
 Decoding (PyAV, mostly outside the GIL) and inference (torch, outside the GIL) overlap
-through a bounded queue, so the wall time approaches the slower stage alone and memory
-stays flat: at most ``queue_size`` preprocessed frames wait between the stages, and a
-video's rows are written (atomically, one part file per video) as soon as its last
-keyframe is coded. A crash therefore loses at most the videos in flight; a rerun redoes
-exactly those.
+through a bounded queue, so when the stages do not share cores (the model on a GPU) the
+wall time approaches the slower stage alone; on a CPU-only machine both compete for the
+same cores (measured in docs/RESULTS.md). Memory stays flat: at most ``queue_size``
+preprocessed frames wait between the stages, and a video's rows are written (atomically,
+one part file per video) as soon as its last keyframe is coded. A crash therefore loses at
+most the videos in flight; a rerun redoes exactly those.
 """
 
 from __future__ import annotations
