@@ -27,7 +27,8 @@ from vidhash.errors import DecodeError
 from vidhash.extract import ExtractOptions
 from vidhash.fsutil import atomic_write_bytes, content_hash
 from vidhash.video.discover import discover
-from vidhash.video.sampling import iter_keyframes, probe
+from vidhash.video.sampling import Keyframe, iter_keyframes, keyframes_from_stream
+from vidhash.video.stream import open_video
 
 
 class Encoder(Protocol):
@@ -136,40 +137,42 @@ def plan_work(
 
 
 def iter_item_frames(
-    item: WorkItem, options: IndexOptions
+    item: WorkItem, options: IndexOptions, facts: dict[str, Any] | None = None
 ) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
     """(keyframe row, 224x224 RGB image) for one input; raises DecodeError after a partial.
 
-    A still image is one keyframe at t = 0 (``iter_keyframes`` handles both kinds).
+    A still image is one keyframe at t = 0. A video is opened once: its header duration
+    goes into ``facts["duration"]`` (None when the header does not say), so the videos
+    table needs no second open or probe of the file.
     """
-    for kf in iter_keyframes(
-        item.path,
-        video_hash=item.content_hash,
-        every=options.every,
-        count=options.count,
-        mode=options.mode,
-        backend=options.backend,
-        size=options.size,
-    ):
-        row = {
-            "keyframe_id": kf.keyframe_id,
-            "pts_time": kf.pts_time,
-            "frame_index": kf.frame_index,
-            "width": kf.width,
-            "height": kf.height,
-            "rotation": kf.rotation,
-        }
-        yield row, kf.image
-
-
-def item_duration(item: WorkItem) -> float | None:
-    """The input's duration for the videos table; None when the header does not say."""
     if item.kind == "image":
-        return None
-    try:
-        return probe(item.path).duration
-    except Exception:  # a file with no readable header still gets its decode attempt
-        return None
+        keyframes = iter_keyframes(item.path, video_hash=item.content_hash, size=options.size)
+        yield from (_row_and_image(kf) for kf in keyframes)
+        return
+    with open_video(item.path, backend=options.backend) as stream:
+        if facts is not None:
+            facts["duration"] = stream.info.duration
+        for kf in keyframes_from_stream(
+            stream,
+            video_hash=item.content_hash,
+            every=options.every,
+            count=options.count,
+            mode=options.mode,
+            size=options.size,
+        ):
+            yield _row_and_image(kf)
+
+
+def _row_and_image(kf: Keyframe) -> tuple[dict[str, Any], np.ndarray]:
+    row = {
+        "keyframe_id": kf.keyframe_id,
+        "pts_time": kf.pts_time,
+        "frame_index": kf.frame_index,
+        "width": kf.width,
+        "height": kf.height,
+        "rotation": kf.rotation,
+    }
+    return row, kf.image
 
 
 def decode_error_message(exc: BaseException) -> str:
@@ -191,8 +194,9 @@ def _produce(
     JPEG writing happens here, on the decode side, so it never slows the model's loop.
     """
     error: str | None = None
+    facts: dict[str, Any] = {}
     try:
-        for row, image in iter_item_frames(item, options):
+        for row, image in iter_item_frames(item, options, facts):
             if stop.is_set():
                 return
             if write_image is not None:
@@ -200,7 +204,7 @@ def _produce(
             out.put((item, row, image))
     except Exception as exc:  # a decoder bug on one file must not stop the batch
         error = decode_error_message(exc)
-    out.put((item, _END, (error, item_duration(item))))
+    out.put((item, _END, (error, facts.get("duration"))))
 
 
 def _decode_all(

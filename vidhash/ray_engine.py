@@ -24,7 +24,6 @@ from vidhash.pipeline import (
     WorkItem,
     _Pending,
     decode_error_message,
-    item_duration,
     iter_item_frames,
     model_meta,
 )
@@ -44,8 +43,9 @@ def _decode_rows(record: dict[str, Any], options: IndexOptions) -> Iterator[dict
     blank = np.zeros((options.size, options.size, 3), np.uint8)
     n = 0
     error = None
+    facts: dict[str, Any] = {}
     try:
-        for row, image in iter_item_frames(item, options):
+        for row, image in iter_item_frames(item, options, facts):
             jpeg = b""
             if options.save_images:
                 ok, buf = cv2.imencode(
@@ -65,7 +65,7 @@ def _decode_rows(record: dict[str, Any], options: IndexOptions) -> Iterator[dict
         "end": True,
         "n_frames": n,
         "error": error or "",
-        "duration": item_duration(item) or float("nan"),
+        "duration": facts.get("duration") or float("nan"),
     }
 
 
