@@ -8,20 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vidhash.cli import main
-
 sys.path.insert(0, str(Path(__file__).parent))
+from indexes import run_main as run_cli  # noqa: E402
 from test_eval_concepts import BITS, make_index  # noqa: E402
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _index(root: Path, labels=True, flip=False, model_id="m" * 64) -> Path:

@@ -14,8 +14,8 @@ import media
 import pandas as pd
 import pytest
 import torch
+from indexes import run_main as run
 
-from vidhash.cli import main
 from vidhash.fsutil import content_hash
 
 pytestmark = pytest.mark.slow
@@ -41,16 +41,6 @@ def make_checkpoint(path: Path, seed: int) -> Path:
     net = BaselineHashNet(get_backbone("efficientnet_lite0"), 48, 3, width=64).eval()
     save_checkpoint(net, path, {**HEADER, "name": f"seed{seed}"})
     return path
-
-
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +14,9 @@ import media
 import numpy as np
 import pandas as pd
 import pytest
+from indexes import read_keyframes as keyframes
+from indexes import read_videos as videos
+from indexes import vidhash_argv
 
 from vidhash.index.search import Index
 from vidhash.models import load_model
@@ -38,16 +40,6 @@ def corpus(media_dir: Path, tmp_path: Path) -> Path:
     for name in [*GOOD, *BAD, *STILLS, "h264-cut.mp4"]:
         shutil.copy2(media_dir / name, root / name)
     return root
-
-
-def keyframes(index_dir: Path) -> pd.DataFrame:
-    return pd.read_parquet(index_dir / "keyframes").sort_values("keyframe_id", ignore_index=True)
-
-
-def videos(index_dir: Path) -> pd.DataFrame:
-    return pd.read_parquet(index_dir / "videos").set_index(
-        pd.read_parquet(index_dir / "videos")["video_path"].map(lambda p: Path(p).name)
-    )
 
 
 def test_index_records_every_input_and_codes_every_keyframe(corpus, tmp_path, model):
@@ -160,20 +152,9 @@ def test_kill_9_at_random_moments_then_rerun_equals_an_uninterrupted_run(media_d
             shutil.copy2(media_dir / name, corpus / f"{i}-{name}")
 
     def run(out: Path, kill_after: float | None) -> int | None:
-        cmd = [
-            sys.executable,
-            "-m",
-            "vidhash.cli",
-            "index",
-            str(corpus),
-            "--out",
-            str(out),
-            "--workers",
-            "2",
-            "--batch-size",
-            "4",
-            "--json",
-        ]
+        cmd = vidhash_argv(
+            "index", corpus, "--out", out, "--workers", "2", "--batch-size", "4", "--json"
+        )
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if kill_after is None:
             return proc.wait(timeout=300)

@@ -6,12 +6,12 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
+from indexes import read_keyframes as keyframes
+from indexes import read_videos, vidhash_argv
 
 ray = pytest.importorskip("ray")
 
@@ -37,13 +37,8 @@ def corpus(media_dir: Path, tmp_path: Path) -> Path:
     return root
 
 
-def keyframes(index_dir: Path) -> pd.DataFrame:
-    return pd.read_parquet(index_dir / "keyframes").sort_values("keyframe_id", ignore_index=True)
-
-
 def statuses(index_dir: Path) -> dict[str, str]:
-    table = pd.read_parquet(index_dir / "videos")
-    return {Path(p).name: s for p, s in zip(table["video_path"], table["status"], strict=True)}
+    return read_videos(index_dir)["status"].to_dict()
 
 
 @pytest.mark.slow
@@ -70,18 +65,7 @@ def test_ray_engine_gives_the_local_engines_ids_and_codes(local_ray, corpus, tmp
 @pytest.mark.slow
 def test_killed_ray_run_resumes_without_duplicates(corpus, tmp_path):
     out = tmp_path / "ray"
-    cmd = [
-        sys.executable,
-        "-m",
-        "vidhash.cli",
-        "index",
-        str(corpus),
-        "--out",
-        str(out),
-        "--engine",
-        "ray",
-        "--json",
-    ]
+    cmd = vidhash_argv("index", corpus, "--out", out, "--engine", "ray", "--json")
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import av
@@ -18,6 +17,8 @@ import media
 import numpy as np
 import pandas as pd
 import pytest
+from indexes import by_name
+from indexes import run_vidhash as vidhash
 
 GOOD = {
     "one-frame.mp4",
@@ -110,19 +111,6 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
     unreadable.chmod(0)
     (root / "notes.txt").write_text("a non-video file")
     return root
-
-
-def vidhash(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "vidhash.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-def by_name(table: pd.DataFrame) -> pd.DataFrame:
-    return table.set_index(table["video_path"].map(lambda p: Path(p).name))
 
 
 def check_outcomes(table: pd.DataFrame) -> None:
