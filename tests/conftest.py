@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -15,14 +16,31 @@ import media  # noqa: E402
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+FFMPEG_PROGRAMS = ("ffmpeg", "ffprobe")
+# Set by .ci/run, which installs FFmpeg: there a missing program fails the run, never skips.
+REQUIRE_FFMPEG = os.environ.get("VIDHASH_REQUIRE_FFMPEG") == "1"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip ``@pytest.mark.shared`` tests on a fresh clone that has no ../shared/data."""
-    if SHARED_DATA.is_dir():
-        return
-    skip = pytest.mark.skip(reason=f"needs {SHARED_DATA} (development data, not in the repo)")
+    """Skip ``shared`` tests without ../shared/data and ``ffmpeg`` tests without FFmpeg."""
+    missing = [p for p in FFMPEG_PROGRAMS if shutil.which(p) is None]
+    if missing and REQUIRE_FFMPEG and any("ffmpeg" in item.keywords for item in items):
+        raise pytest.UsageError(
+            f"VIDHASH_REQUIRE_FFMPEG=1 but {', '.join(missing)} not on PATH: "
+            "the ffmpeg-backend tests would be skipped"
+        )
+    skips = {
+        "shared": None
+        if SHARED_DATA.is_dir()
+        else pytest.mark.skip(reason=f"needs {SHARED_DATA} (development data, not in the repo)"),
+        "ffmpeg": None
+        if not missing
+        else pytest.mark.skip(reason=f"needs {' and '.join(missing)} (apt-get install ffmpeg)"),
+    }
     for item in items:
-        if "shared" in item.keywords:
-            item.add_marker(skip)
+        for marker, skip in skips.items():
+            if skip is not None and marker in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,7 @@ from vidhash.fsutil import TMP_PREFIX, atomic_path, content_hash, remove_stale_t
 from vidhash.transforms import DEFAULT_SIZE
 from vidhash.video.discover import classify, discover
 from vidhash.video.sampling import MODES, iter_keyframes, keyframes_from_stream, read_image_rgb
-from vidhash.video.stream import backend_names, open_video
+from vidhash.video.stream import backend_names, open_video, require_backend
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -98,6 +98,7 @@ class ExtractOptions:
             raise UsageError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.backend not in backend_names():
             raise UsageError(f"--backend must be one of {', '.join(backend_names())}")
+        require_backend(self.backend)
         if not 8 <= self.size <= 4096:
             raise UsageError(f"--size must be between 8 and 4096, got {self.size}")
         if not 1 <= self.jpeg_quality <= 100:

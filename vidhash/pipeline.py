@@ -404,7 +404,7 @@ def build_index(
     progress: bool = True,
 ) -> IndexSummary:
     """Index INPUT (file, folder or list file) into ``index_dir`` with the local engine."""
-    options = options or IndexOptions()
+    options = (options or IndexOptions()).validate()
     from tqdm import tqdm
 
     from vidhash.models import load_model

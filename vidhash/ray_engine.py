@@ -121,7 +121,7 @@ def build_index_ray(
     progress: bool = True,
 ) -> IndexSummary:
     """Index INPUT on a Ray cluster (``address``; a local one when None) into ``index_dir``."""
-    options = options or IndexOptions()
+    options = (options or IndexOptions()).validate()
     import ray
 
     from vidhash.models import load_model

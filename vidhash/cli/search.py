@@ -11,7 +11,7 @@ import numpy as np
 from vidhash.errors import InputError, ModelMismatchError, UsageError
 
 
-def _frame_at(video: Path, seconds: float) -> np.ndarray:
+def _frame_at(video: Path, seconds: float, backend: str = "pyav") -> np.ndarray:
     """The frame on screen at pts ``seconds`` (last frame with pts <= t), upright RGB uint8.
 
     Seconds are on the stream's clock, like the ``pts_time`` the index reports.
@@ -20,7 +20,7 @@ def _frame_at(video: Path, seconds: float) -> np.ndarray:
     from vidhash.video.stream import open_video
 
     try:
-        with open_video(video) as stream:
+        with open_video(video, backend=backend) as stream:
             duration = stream.info.duration
             start = stream.info.start_time or 0.0
             if duration is not None and seconds > start + duration:
@@ -39,7 +39,9 @@ def _frame_at(video: Path, seconds: float) -> np.ndarray:
         raise InputError(f"cannot read {video}: {exc}") from None
 
 
-def _query_pixels(image: str | None, video: str | None, at: float | None) -> np.ndarray:
+def _query_pixels(
+    image: str | None, video: str | None, at: float | None, backend: str = "pyav"
+) -> np.ndarray:
     from vidhash.errors import DecodeError
     from vidhash.transforms import center_crop_resize
     from vidhash.video.sampling import read_image_rgb
@@ -56,7 +58,7 @@ def _query_pixels(image: str | None, video: str | None, at: float | None) -> np.
         path = Path(video)
         if not path.is_file():
             raise InputError(f"query video not found: {path}")
-        rgb = _frame_at(path, at)
+        rgb = _frame_at(path, at, backend)
     return center_crop_resize(rgb)
 
 
@@ -93,6 +95,13 @@ def _encode(pixels: np.ndarray, meta: dict, model: str | None, device: str) -> n
 @click.option("--at", help="Seconds into --video (its pts clock).")
 @click.option("-k", "--topk", "k", default="10", show_default=True, help="Hits to return.")
 @click.option("--radius", help="Only hits within this Hamming distance.")
+@click.option(
+    "--backend",
+    type=click.Choice(["pyav", "ffmpeg", "opencv"]),
+    default="pyav",
+    show_default=True,
+    help="Decoder for --video.",
+)
 @click.option("--exclude-same-video", is_flag=True, help="With --keyframe: skip its own video.")
 @click.option("--model", help="Checkpoint to encode the query [the index's model].")
 @click.option("--device", default="cpu", show_default=True)
@@ -106,6 +115,7 @@ def command(
     at: str | None,
     k: str,
     radius: str | None,
+    backend: str,
     exclude_same_video: bool,
     model: str | None,
     device: str,
@@ -130,6 +140,10 @@ def command(
         raise UsageError("--video and --at go together")
     if exclude_same_video and keyframe_id is None:
         raise UsageError("--exclude-same-video applies to --keyframe queries")
+    if video is not None:
+        from vidhash.video.stream import require_backend
+
+        require_backend(backend)
     if sheet is not None and Path(sheet).suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp"):
         raise UsageError(f"--sheet must end in .jpg or .png, got {sheet}")
 
@@ -153,7 +167,7 @@ def command(
             "pts_time": float(row["pts_time"]),
         }
     else:
-        query_pixels = _query_pixels(image, video, seconds)
+        query_pixels = _query_pixels(image, video, seconds, backend)
         code = _encode(query_pixels, index.meta, model, device)
         exclude = None
         query = {"image": image} if image else {"video": video, "at": seconds}

@@ -148,6 +148,15 @@ class VideoStream(ABC):
             return None
         return max(0, round((pts_time - self.info.start_time) * self.info.frame_rate))
 
+    @classmethod
+    def missing_requirement(cls) -> str | None:
+        """What this backend needs and the machine lacks (a program, say), or None.
+
+        Checked when a backend is chosen, before any input is touched, so a missing
+        decoder is one usage error rather than every input recorded as ``failed``.
+        """
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release decoder resources."""
 
@@ -187,6 +196,15 @@ def backend_class(name: str) -> type[VideoStream]:
     except ImportError as exc:
         raise UsageError(f"backend {name!r} is not available: {exc}") from exc
     return getattr(module, class_name)
+
+
+def require_backend(name: str) -> type[VideoStream]:
+    """The backend's class, once it is known usable here; UsageError naming the fix if not."""
+    cls = backend_class(name)
+    missing = cls.missing_requirement()
+    if missing is not None:
+        raise UsageError(f"backend {name!r} {missing}")
+    return cls
 
 
 def open_video(path: str | os.PathLike, backend: str = "pyav") -> VideoStream:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -43,6 +44,18 @@ class FFmpegStream(VideoStream):
     """A video read by running the ``ffmpeg`` and ``ffprobe`` programs."""
 
     name = "ffmpeg"
+    programs = ("ffmpeg", "ffprobe")
+
+    @classmethod
+    def missing_requirement(cls) -> str | None:
+        absent = [p for p in cls.programs if shutil.which(p) is None]
+        if not absent:
+            return None
+        return (
+            f"needs the {' and '.join(absent)} program{'s' if len(absent) > 1 else ''}, "
+            "not found on PATH: install FFmpeg (apt-get install ffmpeg) "
+            "or use the pyav backend (--backend pyav)"
+        )
 
     def __init__(self, path: str | os.PathLike) -> None:
         super().__init__(path)
