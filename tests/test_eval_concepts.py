@@ -229,6 +229,24 @@ def test_report_files(tmp_path):
     assert "R_K" in page and "n" * 12 in page
     assert 'src="http' not in page and "src='http" not in page
     assert len(list((tmp_path / "out" / "sheets").glob("*.png"))) == 2 * 2
+    # Results lead: the headline table (overall per group, both runs and the difference)
+    # comes before any other section; settings and definitions are folded below.
+    headline = page.index("<table class='headline'>")
+    assert headline < page.index("<h2>") and headline < page.index("data:image/png")
+    table_html = page[headline : page.index("</table>", headline)]
+    overall = {g: t.iloc[-1] for g, t in report.concept_tables(runs).items()}
+    delta = overall["local"]["top-10 proposed"] - overall["local"]["top-10 baseline"]
+    assert f"{overall['local']['top-10 proposed']:.4f}" in table_html
+    assert f"{delta:+.4f}" in table_html and "&Delta; MAP@50" in table_html
+    assert page.index("<h2>Settings</h2>") > page.index("<h2>Sample queries</h2>")
+    assert page.index("<details>", page.index("<h2>Settings</h2>")) > 0
+
+
+def test_report_summarises_training_history():
+    config = {"arch": "psp", "train": {"lr": 0.1, "history": [{"epoch": 1}, {"epoch": 2}]}}
+    summary = report.summarise_config(config)
+    assert summary["train"] == {"lr": 0.1, "history": {"epochs": 2, "last": {"epoch": 2}}}
+    assert config["train"]["history"] == [{"epoch": 1}, {"epoch": 2}]  # input untouched
 
 
 def test_compare_requires_same_keyframes_and_labels(tmp_path):

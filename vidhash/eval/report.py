@@ -165,7 +165,7 @@ def _img_tag(png: bytes, alt: str) -> str:
 
 def _definitions_html() -> str:
     text = DEFINITIONS + "\n\n" + (metrics.__doc__ or "").split("Definitions", 1)[-1]
-    return f"<pre class='defs'>{html.escape(text)}</pre>"
+    return f"<pre>{html.escape(text)}</pre>"
 
 
 def write_report(
@@ -237,6 +237,90 @@ def write_report(
     return written
 
 
+_STYLE = (
+    "body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 12px}"
+    "table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #ccc;padding:3px 8px;"
+    "text-align:right}td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+    "table.headline td,table.headline th{font-size:1.1em;padding:6px 12px}"
+    ".up{color:#176b2c}.down{color:#a01c1c}.lede{color:#444}"
+    "details{margin:8px 0}summary{cursor:pointer;font-weight:bold}"
+    "pre{white-space:pre-wrap;background:#f6f6f6;padding:8px;font-size:.85em}"
+)
+
+
+def headline_table(tables: dict[str, pd.DataFrame], runs: dict[str, ConceptEvaluation]) -> str:
+    """One row per concept group with its overall MAP@K per run, and, for two runs, the
+    difference (first run minus second): what a reader opens the report for."""
+    names = list(runs)
+    topks = next(iter(runs.values())).topks
+    head = ["<th>group</th>", "<th>concepts</th>"]
+    for k in topks:
+        head += [f"<th>MAP@{k} {html.escape(n)}</th>" for n in names]
+        if len(names) == 2:
+            head.append(f"<th>&Delta; MAP@{k}</th>")
+    rows = []
+    for group, table in tables.items():
+        overall = table[table["concept"] == OVERALL].iloc[0]
+        cells = [f"<td>{html.escape(group)}</td>", f"<td>{len(table) - 1}</td>"]
+        for k in topks:
+            values = [overall[f"top-{k} {n}" if len(names) > 1 else f"top-{k}"] for n in names]
+            cells += [f"<td>{_fmt(v)}</td>" for v in values]
+            if len(names) == 2:
+                delta = values[0] - values[1]
+                cls = "up" if delta > 0 else "down" if delta < 0 else ""
+                cells.append(f"<td class='{cls}'>{delta:+.4f}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        "<table class='headline'><thead><tr>" + "".join(head) + "</tr></thead><tbody>"
+        + "".join(rows) + "</tbody></table>"
+    )  # fmt: skip
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if value is None or np.isnan(value) else f"{value:.4f}"
+
+
+def summarise_config(config: dict | None) -> dict | None:
+    """A model config for reading: the per-epoch training history becomes its length and
+    its last entry (the full history stays in the checkpoint and summary.json)."""
+    if not isinstance(config, dict):
+        return config
+    out = dict(config)
+    train = out.get("train")
+    if isinstance(train, dict) and isinstance(train.get("history"), list):
+        history = train["history"]
+        out["train"] = {
+            **{k: v for k, v in train.items() if k != "history"},
+            "history": {"epochs": len(history), "last": history[-1] if history else None},
+        }
+    return out
+
+
+def _settings_html(name: str, run: ConceptEvaluation) -> str:
+    s = run.settings
+    stats = s.get("code_stats") or {}
+    facts = {
+        "index": s.get("index"),
+        "model": s.get("model"),
+        "model sha256": s.get("model_id"),
+        "code bits": s.get("code_bits"),
+        "keyframes / queries": f"{s.get('keyframes')} / {s.get('queries')}",
+        "distinct codes": stats.get("distinct_codes"),
+        "largest bucket": stats.get("largest_bucket"),
+        "mean bit imbalance": stats.get("mean_bit_imbalance"),
+    }
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in facts.items()
+    )
+    config = json.dumps(summarise_config(s.get("model_config")), indent=1, default=str)
+    return (
+        f"<details><summary>{html.escape(name)}: {html.escape(str(s.get('model')))}</summary>"
+        f"<table>{rows}</table><details><summary>model config</summary>"
+        f"<pre>{html.escape(config)}</pre></details></details>"
+    )
+
+
 def _html(
     tables: dict[str, pd.DataFrame],
     runs: dict[str, ConceptEvaluation],
@@ -245,25 +329,28 @@ def _html(
     seed: int,
     sheets_dir: Path,
 ) -> str:
+    """Results first (headline table, charts, per-concept tables, sample queries); the
+    settings, model configs and definitions follow, folded."""
+    first = next(iter(runs.values())).settings
+    names = " vs ".join(f"<b>{html.escape(n)}</b> ({html.escape(str(r.settings['model']))})"
+                        for n, r in runs.items())  # fmt: skip
+    exclusion = "excluded" if first["exclude_same_video"] else "included"
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>vidhash evaluation</title>",
-        "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;"
-        "text-align:right}td:first-child{text-align:left}img{max-width:100%}"
-        ".defs{white-space:pre-wrap;background:#f6f6f6;padding:8px}</style></head><body>",
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<title>vidhash evaluation</title><style>{_STYLE}</style></head><body>",
         "<h1>Concept retrieval evaluation</h1>",
-        "<h2>Settings</h2>",
+        f"<p class='lede'>{names}: {first['queries']} queries over {first['keyframes']} "
+        f"keyframes; MAP@K = mean AP@K over a concept's queries, overall = mean over "
+        f"concepts; same-video keyframes {exclusion}.</p>",
+        headline_table(tables, runs),
     ]
-    for name, run in runs.items():
-        settings = json.dumps(run.settings, indent=2, default=str)
-        parts.append(f"<h3>{html.escape(name)}</h3><pre>{html.escape(settings)}</pre>")
-    parts.append("<h2>Results</h2>")
+    for group, table in tables.items():
+        parts.append(_img_tag(bar_chart(table, group), f"{group} MAP@K bar chart"))
+    parts.append("<h2>Per concept</h2>")
     for group, table in tables.items():
         parts.append(f"<h3>{html.escape(group)}</h3>")
         parts.append(table.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="n/a"))
-        parts.append(_img_tag(bar_chart(table, group), f"{group} MAP@K bar chart"))
-    parts.append("<h2>Definitions</h2>")
-    parts.append(_definitions_html())
     parts.append("<h2>Sample queries</h2>")
     parts.append(
         "<p>Green frame: the result shares the query's concept (hit); red: it does not "
@@ -280,5 +367,8 @@ def _html(
             title = f"{name}: {concept[1]} ({concept[0]}), query {query_id}"
             contact_sheet(indexes[name], run, pos, concept, path, n_res, title)
             parts.append(_img_tag(path.read_bytes(), f"{name} results for {query_id}"))
+    parts.append("<h2>Settings</h2>")
+    parts += [_settings_html(name, run) for name, run in runs.items()]
+    parts.append("<details><summary>Definitions</summary>" + _definitions_html() + "</details>")
     parts.append("</body></html>")
     return "\n".join(parts)
