@@ -251,6 +251,7 @@ def test_image_upload_finds_itself(api: httpx.Client, index_dir: Path) -> None:
     stored = Index.open(index_dir).code_of(top["keyframe_id"])
     assert result["query"]["code"] == stored.tobytes().hex()
     assert len(result["hits"]) == 3
+    assert api.get("/api/stats").json()["model_status"] == "ready"
     concept = api.post(
         "/api/search",
         params={"concept": "cat"},
@@ -446,6 +447,8 @@ def test_keyframe_search_needs_no_model(tmp_path: Path) -> None:
         assert len(hits) == 6 and hits[0]["thumbnail_url"] is None
         response = http.post("/api/search", files={"image": ("x.png", _png(8, 8))})
         assert_refused(response.status_code, response.json(), 503, "index's model")
+        stats = http.get("/api/stats").json()
+        assert stats["model_status"] == "unavailable" and "test-model" in stats["model_error"]
         status, body = raw_get(base, f"/api/keyframes/{kid}.jpg")
         assert_refused(status, body, 404, "no stored image")
 

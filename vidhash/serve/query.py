@@ -16,13 +16,15 @@ Contracts:
 
 from __future__ import annotations
 
-import contextlib
 import io
+import logging
 import threading
 
 import numpy as np
 
 from vidhash.errors import ModelMismatchError, UsageError, VidhashError
+
+log = logging.getLogger("vidhash.serve")
 
 
 class UploadError(ValueError):
@@ -108,12 +110,23 @@ class QueryEncoder:
 
     def preload(self, meta: dict) -> None:
         """Load the model now (call from a background thread); failures are kept."""
-        with contextlib.suppress(ModelUnavailable):
+        try:
             self.encode(np.zeros((224, 224, 3), np.uint8), meta)
+        except ModelUnavailable as exc:
+            log.warning("image queries will be refused: %s", exc)
 
     @property
-    def loaded(self) -> bool:
-        return self._model is not None
+    def status(self) -> str:
+        """``ready``, ``loading``, ``unavailable`` (see :attr:`error`) or ``not loaded``."""
+        if self._model is not None:
+            return "ready"
+        if self._failure is not None:
+            return "unavailable"
+        return "loading" if self._lock.locked() else "not loaded"
+
+    @property
+    def error(self) -> str | None:
+        return self._failure[1] if self._failure is not None else None
 
 
 class ModelUnavailable(RuntimeError):

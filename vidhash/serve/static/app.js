@@ -99,9 +99,11 @@ async function loadStats() {
     const s = await api("/api/stats");
     const model = s.model_name ? ` · model ${s.model_name}` : "";
     const concepts = s.concepts ? ` · ${s.concepts} concepts` : "";
+    const images = s.model_status === "unavailable" ? " · image search unavailable" : "";
     $("stats").textContent =
       `${s.keyframes.toLocaleString()} keyframes · ${s.videos.toLocaleString()} videos` +
-      `${concepts} · ${s.code_bits}-bit codes${model}`;
+      `${concepts} · ${s.code_bits}-bit codes${model}${images}`;
+    $("stats").title = s.model_error || "";
   } catch (err) {
     $("stats").textContent = `cannot read the index: ${err.message}`;
   }
