@@ -16,6 +16,7 @@ import select
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,19 +69,22 @@ def serve(index: Path, *args: str, timeout: float = 120) -> Iterator[str]:
     sent); then it is stopped with SIGTERM (uvicorn's graceful shutdown).
     """
     argv = vidhash_argv("serve", index, "--port", "0", "--log-level", "warning", *args)
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        url = _announced_url(proc, timeout)
-        _wait_until_up(url, timeout)
-        yield url
-        assert proc.poll() is None, f"the server exited ({proc.returncode}): {proc.stderr.read()}"
-    finally:
-        proc.terminate()
+    # stderr to a file: a pipe nobody reads could fill up and stall the server
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True)
         try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
+            url = _announced_url(proc, timeout)
+            _wait_until_up(url, timeout)
+            yield url
+            log.seek(0)
+            assert proc.poll() is None, f"the server exited ({proc.returncode}): {log.read()}"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=30)
 
 
 def _announced_url(proc: subprocess.Popen, timeout: float) -> str:
@@ -95,9 +99,7 @@ def _announced_url(proc: subprocess.Popen, timeout: float) -> str:
                 return url
             if not line and proc.poll() is not None:
                 break
-    raise AssertionError(
-        f"no server address announced: {proc.stderr.read() if proc.poll() else ''}"
-    )
+    raise AssertionError(f"no server address announced (exit code {proc.poll()})")
 
 
 def _wait_until_up(url: str, timeout: float) -> None:

@@ -60,7 +60,7 @@ def command(index_dir: str, host: str, port: int, max_upload_mb: float, log_leve
             "index and read its keyframes (there is no authentication)",
             err=True,
         )
-    click.echo("API docs at /docs; press Ctrl-C to stop", err=False)
+    click.echo("API docs at /docs; press Ctrl-C to stop")
     config = uvicorn.Config(app, log_level=log_level, access_log=log_level == "debug")
     uvicorn.Server(config).run(sockets=[sock])
 
