@@ -4,7 +4,7 @@ PYTHON ?= python3
 .PHONY: install demo test lint bench
 
 install:
-	$(PYTHON) -m pip install -q -e '.[dev,demo]'
+	$(PYTHON) -m pip install -q -e '.[dev,demo,serve]'
 
 demo: install
 	$(PYTHON) pipelines/demo.py --out demo-output

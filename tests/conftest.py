@@ -19,15 +19,36 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FFMPEG_PROGRAMS = ("ffmpeg", "ffprobe")
 # Set by .ci/run, which installs FFmpeg: there a missing program fails the run, never skips.
 REQUIRE_FFMPEG = os.environ.get("VIDHASH_REQUIRE_FFMPEG") == "1"
+# The browser tests drive Debian's Chromium through its own chromedriver (no download).
+CHROMIUM = os.environ.get("VIDHASH_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("VIDHASH_CHROMEDRIVER", "/usr/bin/chromedriver")
+# Set by .ci/run, which installs chromium and chromium-driver: missing, they fail the run.
+REQUIRE_BROWSER = os.environ.get("VIDHASH_REQUIRE_BROWSER") == "1"
+
+
+def _browser_missing() -> list[str]:
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("the selenium package")
+    return missing
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip ``shared`` tests without ../shared/data and ``ffmpeg`` tests without FFmpeg."""
+    """Skip ``shared`` tests without ../shared/data, ``ffmpeg`` tests without FFmpeg and
+    ``browser`` tests without Chromium and its driver (unless CI requires them)."""
     missing = [p for p in FFMPEG_PROGRAMS if shutil.which(p) is None]
     if missing and REQUIRE_FFMPEG and any("ffmpeg" in item.keywords for item in items):
         raise pytest.UsageError(
             f"VIDHASH_REQUIRE_FFMPEG=1 but {', '.join(missing)} not on PATH: "
             "the ffmpeg-backend tests would be skipped"
+        )
+    no_browser = _browser_missing()
+    if no_browser and REQUIRE_BROWSER and any("browser" in item.keywords for item in items):
+        raise pytest.UsageError(
+            f"VIDHASH_REQUIRE_BROWSER=1 but {', '.join(no_browser)} missing: "
+            "the browser tests would be skipped"
         )
     skips = {
         "shared": None
@@ -36,6 +57,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         "ffmpeg": None
         if not missing
         else pytest.mark.skip(reason=f"needs {' and '.join(missing)} (apt-get install ffmpeg)"),
+        "browser": None
+        if not no_browser
+        else pytest.mark.skip(
+            reason=f"needs {', '.join(no_browser)} "
+            "(apt-get install chromium chromium-driver; pip install selenium)"
+        ),
     }
     for item in items:
         for marker, skip in skips.items():

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "train-hash": "train_hash",
     "benchmark-hashing": "benchmark_hashing",
     "models": "models",
+    "serve": "serve",
 }
 
 

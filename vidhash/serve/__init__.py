@@ -1,0 +1,21 @@
+"""`vidhash serve`: a local web service over one index (JSON API + a search page).
+
+``create_app(index_dir)`` (in ``app.py``) builds the ASGI app; ``vidhash.cli.serve`` runs
+it under uvicorn. The index is opened once and reopened when its files change
+(``snapshot.py``); image queries use the index's own model (``query.py``); requests are
+validated in ``validate.py`` and ``upload.py``; the page is ``static/``. See docs/SERVE.md.
+Needs the ``serve`` extra (FastAPI, uvicorn, python-multipart).
+"""
+
+from __future__ import annotations
+
+__all__ = ["create_app"]
+
+
+def __getattr__(name: str):
+    # Lazy, so importing vidhash.serve.query (for its encoder) does not need FastAPI.
+    if name == "create_app":
+        from vidhash.serve.app import create_app
+
+        return create_app
+    raise AttributeError(name)

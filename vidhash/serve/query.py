@@ -1,0 +1,133 @@
+"""Uploaded image -> hash code, with the index's own model.
+
+Contracts:
+
+* :func:`decode_upload` turns the uploaded bytes into the 224x224 RGB crop the model
+  reads, exactly as ``vidhash index`` reads a still image (OpenCV, EXIF orientation
+  applied, ``vidhash.transforms.center_crop_resize``), so an indexed photo uploaded again
+  finds itself at distance 0. It raises :class:`UploadError` (with the HTTP status to
+  answer) for bytes that are no image or an image too large to decode safely.
+* :func:`encode_query` is the one place that loads the index's model, checks its identity
+  (``model.model_id == meta["model_id"]``) and encodes. It will give way to
+  ``vidhash.query`` when that lands: :class:`QueryEncoder` is the only caller.
+* :class:`QueryEncoder` keeps the loaded model (one per model id) and serialises its use
+  with one lock; it is called from worker threads, never from the event loop.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+
+import numpy as np
+
+from vidhash.errors import ModelMismatchError, UsageError, VidhashError
+
+log = logging.getLogger("vidhash.serve")
+
+
+class UploadError(ValueError):
+    """An upload the service refuses; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
+    """The model's input crop of an uploaded image (224x224x3 uint8)."""
+    import cv2
+    from PIL import Image, UnidentifiedImageError
+
+    from vidhash.transforms import center_crop_resize
+
+    if not data:
+        raise UploadError(400, "the upload is empty")
+    try:  # read only the header first: a small file can claim a huge picture
+        with Image.open(io.BytesIO(data)) as probe:
+            width, height = probe.size
+    except Image.DecompressionBombError:
+        raise UploadError(413, "the image has too many pixels to decode safely") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise UploadError(415, "the upload is not an image (JPEG, PNG, WebP, BMP, ...)") from None
+    if width * height > max_pixels:
+        raise UploadError(
+            413, f"the image is {width}x{height} pixels; the limit is {max_pixels:,} pixels"
+        )
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # + EXIF orientation
+    if bgr is None:
+        raise UploadError(415, "the upload is not a readable image")
+    return center_crop_resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def encode_query(pixels: np.ndarray, meta: dict, model=None):
+    """Encode one crop with the index's model; returns ``(code, model)``.
+
+    Pass the ``model`` from an earlier call to skip loading it again. Raises
+    ``UsageError``/``CheckpointError`` (or ``OSError``) when the index's model cannot be
+    loaded and ``ModelMismatchError`` when what loads under its name is another model.
+    """
+    from vidhash.models import load_model
+
+    if model is None:
+        name = meta.get("model_name")
+        if not name:
+            raise UsageError("the index does not name its model")
+        model = load_model(name)
+        if model.model_id != meta["model_id"]:
+            raise ModelMismatchError(
+                f"model {name!r} here is {model.model_id[:16]}, not the index's model "
+                f"{meta['model_id'][:16]}"
+            )
+    return model.encode(pixels[None])[0], model
+
+
+class QueryEncoder:
+    """The index's model, loaded once (lazily, or by :meth:`preload`) and kept."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._model = None
+        self._model_id: str | None = None
+        self._failure: tuple[str, str] | None = None  # (model_id, reason): do not retry
+
+    def encode(self, pixels: np.ndarray, meta: dict) -> np.ndarray:
+        """The code of one crop. Raises :class:`ModelUnavailable` with a one-line reason."""
+        with self._lock:
+            model_id = meta["model_id"]
+            if self._failure is not None and self._failure[0] == model_id:
+                raise ModelUnavailable(self._failure[1])
+            model = self._model if self._model_id == model_id else None
+            try:
+                code, model = encode_query(pixels, meta, model)
+            except (VidhashError, OSError) as exc:
+                reason = f"cannot encode images with the index's model: {exc}"
+                self._failure = (model_id, reason)
+                raise ModelUnavailable(reason) from None
+            self._model, self._model_id = model, model_id
+            return code
+
+    def preload(self, meta: dict) -> None:
+        """Load the model now (call from a background thread); failures are kept."""
+        try:
+            self.encode(np.zeros((224, 224, 3), np.uint8), meta)
+        except ModelUnavailable as exc:
+            log.warning("image queries will be refused: %s", exc)
+
+    @property
+    def status(self) -> str:
+        """``ready``, ``loading``, ``unavailable`` (see :attr:`error`) or ``not loaded``."""
+        if self._model is not None:
+            return "ready"
+        if self._failure is not None:
+            return "unavailable"
+        return "loading" if self._lock.locked() else "not loaded"
+
+    @property
+    def error(self) -> str | None:
+        return self._failure[1] if self._failure is not None else None
+
+
+class ModelUnavailable(RuntimeError):
+    """The index's model cannot be loaded here, or is not the model that made the codes."""
