@@ -33,9 +33,10 @@ import pyarrow.parquet as pq
 
 from vidhash.errors import DecodeError, UsageError
 from vidhash.fsutil import TMP_PREFIX, atomic_path, content_hash, remove_stale_temps
+from vidhash.media import read_rgb
 from vidhash.transforms import DEFAULT_SIZE
 from vidhash.video.discover import classify, discover
-from vidhash.video.sampling import MODES, iter_keyframes, keyframes_from_stream, read_image_rgb
+from vidhash.video.sampling import MODES, iter_keyframes, keyframes_from_stream
 from vidhash.video.stream import backend_names, open_video, require_backend
 
 MANIFEST_SCHEMA = pa.schema(
@@ -238,7 +239,7 @@ def process_input(
     try:
         with contextlib.ExitStack() as stack:
             if kind == "image":
-                rgb = read_image_rgb(path)
+                rgb = read_rgb(path)
                 facts.update(width=rgb.shape[1], height=rgb.shape[0], rotation=0)
                 source = iter_keyframes(path, video_hash=video_hash, size=options.size)
             else:

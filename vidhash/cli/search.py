@@ -42,18 +42,14 @@ def _frame_at(video: Path, seconds: float, backend: str = "pyav") -> np.ndarray:
 def _query_pixels(
     image: str | None, video: str | None, at: float | None, backend: str = "pyav"
 ) -> np.ndarray:
-    from vidhash.errors import DecodeError
+    from vidhash.media import read_rgb
     from vidhash.transforms import center_crop_resize
-    from vidhash.video.sampling import read_image_rgb
 
     if image is not None:
         path = Path(image)
         if not path.is_file():
             raise InputError(f"query image not found: {path}")
-        try:
-            rgb = read_image_rgb(path)
-        except DecodeError:
-            raise InputError(f"not a readable image: {path}") from None
+        rgb = read_rgb(path)
     else:
         path = Path(video)
         if not path.is_file():

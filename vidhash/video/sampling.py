@@ -41,6 +41,7 @@ import numpy as np
 
 from vidhash.errors import DecodeError, UsageError
 from vidhash.fsutil import keyframe_id
+from vidhash.media import read_rgb
 from vidhash.transforms import DEFAULT_SIZE, center_crop_resize
 from vidhash.video.discover import IMAGE_EXTENSIONS
 from vidhash.video.stream import DecodedFrame, VideoInfo, VideoStream, open_video
@@ -248,16 +249,6 @@ def is_image_path(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
-    """A still image as upright RGB uint8 (OpenCV applies the EXIF orientation)."""
-    import cv2
-
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise DecodeError("not a readable image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 def iter_keyframes(
     path: str | os.PathLike,
     *,
@@ -274,7 +265,7 @@ def iter_keyframes(
     then raises DecodeError with a one-line reason.
     """
     if is_image_path(path):
-        rgb = read_image_rgb(path)
+        rgb = read_rgb(path)
         yield _keyframe(video_hash, 0.0, 0, 0, rgb, size)
         return
     with open_video(path, backend=backend) as stream:
