@@ -1,0 +1,71 @@
+"""Keyframe JPEG storage: ``ROOT/images/<hash16>/<keyframe_id>.jpg``, one folder per content.
+
+A folder per content hash makes dropping an input one ``rmtree`` and lets the store keep
+exactly the folders some committed input owns. JPEG bytes come from the one encoder
+(:func:`vidhash.media.encode_jpeg`), so local threads and Ray workers store the same bytes.
+Files are renamed into place atomically but not fsynced one by one: :meth:`ImageStore.sync`
+makes an input's images durable with one call before its commit record is written.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from vidhash.fsutil import atomic_write_bytes, sync_files
+from vidhash.index.layout import IMAGES_DIR, image_relpath
+from vidhash.media import JPEG_QUALITY, encode_jpeg
+
+
+class ImageStore:
+    """The images folder of one root (an index or an extract folder)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.folder = root / IMAGES_DIR
+        self._unsynced: list[Path] = []
+        self._lock = threading.Lock()  # decode threads write images concurrently
+
+    def path_for(self, keyframe_id: str) -> Path:
+        return self.root / image_relpath(keyframe_id)
+
+    def write(
+        self, keyframe_id: str, image: bytes | np.ndarray, quality: int = JPEG_QUALITY
+    ) -> str:
+        """Store a keyframe's JPEG (bytes, or RGB pixels to encode); its relative path."""
+        data = image if isinstance(image, bytes) else encode_jpeg(image, quality)
+        final = self.path_for(keyframe_id)
+        atomic_write_bytes(final, data, fsync=False)
+        with self._lock:
+            self._unsynced.append(final)
+        return image_relpath(keyframe_id)
+
+    def sync(self) -> None:
+        """Make every image written so far durable (before a commit record names them)."""
+        with self._lock:
+            pending, self._unsynced = self._unsynced, []
+        sync_files(self.root, [p for p in pending if p.exists()])
+
+    def existing(self, keyframe_id: str | None) -> str | None:
+        """The relative path of a keyframe's JPEG when the file is there."""
+        if keyframe_id is None or not self.path_for(keyframe_id).is_file():
+            return None
+        return image_relpath(keyframe_id)
+
+    def gc(self, owned: set[str], content_hash: str | None = None) -> None:
+        """Delete image folders no committed input owns (one content, or all when None).
+
+        ``owned`` holds the 16-digit folder names of the contents that have keyframes.
+        """
+        if not self.folder.is_dir():
+            return
+        if content_hash is not None:
+            if content_hash and content_hash[:16] not in owned:
+                shutil.rmtree(self.folder / content_hash[:16], ignore_errors=True)
+            return
+        for d in self.folder.iterdir():
+            if d.is_dir() and d.name not in owned:
+                shutil.rmtree(d, ignore_errors=True)
