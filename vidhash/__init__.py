@@ -2,7 +2,7 @@
 
 Data path: ``video/`` (decode, sample) -> ``transforms`` (crop+resize) -> ``models/``
 (backbone, PSP, hash head) -> ``index/`` (Parquet store, Hamming search) -> ``eval/``
-(MAP@K, reports). ``cli/`` and ``pipeline`` compose them.
+(MAP@K, reports). ``ingest/`` and ``cli/`` compose them.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 - ``codes``: the one code layout (``np.packbits`` order, unpadded, padded to 64 bits only
   for search);
-- ``store``: the Parquet directory (``IndexStore``), crash-safe per-input parts;
+- ``layout``: schemas and where files live; ``parts``: commit records, recovery, checks;
+  ``owners``: one owner per content; ``images``: keyframe JPEGs; ``store``: ``IndexStore``;
 - ``search``: exact Hamming top-k over FAISS (``Index``, re-exported as ``vidhash.Index``);
 - ``annotate``: concept labels from a CSV; ``sheet``: contact sheets of results.
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import shutil
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from vidhash.fsutil import atomic_write_bytes, sync_files
 from vidhash.index.layout import IMAGES_DIR, image_relpath
-from vidhash.media import JPEG_QUALITY, encode_jpeg
+from vidhash.media import JPEG_QUALITY, encode_jpeg, read_rgb
 
 
 class ImageStore:
@@ -69,3 +70,27 @@ class ImageStore:
         for d in self.folder.iterdir():
             if d.is_dir() and d.name not in owned:
                 shutil.rmtree(d, ignore_errors=True)
+
+    def missing(self, relpaths: Iterable[str], decode: bool = False) -> set[str]:
+        """Which of these relative paths have no file (or, with ``decode``, no readable JPEG).
+
+        Lists each content folder once instead of stating every file.
+        """
+        listed: dict[str, set[str]] = {}
+        bad = set()
+        for rel in relpaths:
+            folder, _, name = rel.rpartition("/")
+            if folder not in listed:
+                path = self.root / folder
+                listed[folder] = {p.name for p in path.iterdir()} if path.is_dir() else set()
+            if name not in listed[folder] or (decode and not _decodes(self.root / rel)):
+                bad.add(rel)
+        return bad
+
+
+def _decodes(path: Path) -> bool:
+    try:
+        read_rgb(path)
+    except Exception:  # noqa: BLE001 - any failure means the file is damaged
+        return False
+    return True

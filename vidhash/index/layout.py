@@ -1,15 +1,16 @@
 """Where things are and what they hold: the tables' schemas and the folder layout.
 
-Documented column by column in docs/SCHEMA.md::
+One layout serves both outputs: ``vidhash index`` (codes, meta) and ``vidhash extract``
+(the same tables without codes). Documented column by column in docs/SCHEMA.md::
 
-    ROOT/meta/meta.parquet                 the model that made the codes
+    ROOT/meta/meta.parquet                 index only: the model that made the codes
     ROOT/videos/part-<key>.parquet         one row per input, any status (the commit record)
     ROOT/keyframes/part-<key>.parquet      the keyframes of one input
-    ROOT/annotations/annotations.parquet   concept labels
+    ROOT/annotations/annotations.parquet   index only: concept labels
     ROOT/images/<hash16>/<keyframe_id>.jpg keyframe JPEGs
     ROOT/.lock                             held by the one writer
 
-``<key>`` is :func:`part_key` of the input's path. Readers never see a file half
+``<key>`` is :func:`part_key` of the input's absolute path. Readers never see a file half
 written: writes go to ``.tmp-*`` names (``vidhash.fsutil.atomic_path``) and are renamed.
 """
 
@@ -32,7 +33,7 @@ log = logging.getLogger("vidhash.index")
 
 TABLES = ("meta", "videos", "keyframes", "annotations")
 STATUSES = ("ok", "partial", "failed", "skipped", "duplicate")
-KINDS = ("video", "image")
+KINDS = ("video", "image", "other")
 # Inputs whose keyframes live in the output (and so own their content hash).
 PRIMARY_STATUSES = frozenset({"ok", "partial"})
 PART_PREFIX = "part-"
@@ -56,7 +57,7 @@ VIDEOS_SCHEMA = pa.schema(
         pa.field("video_path", pa.string(), nullable=False),
         pa.field("content_hash", pa.string()),
         pa.field("size_bytes", pa.int64()),
-        pa.field("mtime", pa.float64()),
+        pa.field("mtime_ns", pa.int64()),
         pa.field("duration", pa.float64()),
         pa.field("n_keyframes", pa.int32(), nullable=False),
         pa.field("kind", pa.string(), nullable=False),
@@ -64,6 +65,12 @@ VIDEOS_SCHEMA = pa.schema(
         pa.field("error", pa.string()),
         # The sampling options the keyframes were made with (JSON); other options redo.
         pa.field("sampling", pa.string()),
+        pa.field("frame_rate", pa.float64()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("rotation", pa.int16()),
+        pa.field("codec", pa.string()),
+        pa.field("container", pa.string()),
     ]
 )
 
@@ -76,24 +83,25 @@ ANNOTATIONS_SCHEMA = pa.schema(
 )
 
 
-def keyframes_schema(code_bits: int) -> pa.Schema:
-    """The keyframes table's schema; the code column is exactly ``ceil(L/8)`` bytes wide."""
-    return pa.schema(
-        [
-            pa.field("keyframe_id", pa.string(), nullable=False),
-            pa.field("video_id", pa.string(), nullable=False),
-            pa.field("video_path", pa.string(), nullable=False),
-            pa.field("pts_time", pa.float64(), nullable=False),
-            pa.field("frame_index", pa.int64()),
-            pa.field("width", pa.int32()),
-            pa.field("height", pa.int32()),
-            pa.field("rotation", pa.int16()),
+def keyframes_schema(code_bits: int | None) -> pa.Schema:
+    """The keyframes table; ``code_bits=None`` is extract's table (no code columns)."""
+    fields = [
+        pa.field("keyframe_id", pa.string(), nullable=False),
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("video_path", pa.string(), nullable=False),
+        pa.field("pts_time", pa.float64(), nullable=False),
+        pa.field("frame_index", pa.int64()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("rotation", pa.int16()),
+    ]
+    if code_bits is not None:
+        fields += [
             pa.field("code", pa.binary(code_nbytes(code_bits)), nullable=False),
             pa.field("code_bits", pa.int16(), nullable=False),
             pa.field("model_id", pa.string(), nullable=False),
-            pa.field("image_path", pa.string()),
         ]
-    )
+    return pa.schema([*fields, pa.field("image_path", pa.string())])
 
 
 def part_key(video_path: str) -> str:

@@ -9,12 +9,16 @@ write, invisible to readers and removed by the next writer. And a writer holds
 ``ROOT/.lock`` (an advisory lock the kernel releases even after ``kill -9``), so recovery
 never races another writer. A rerun therefore redoes exactly the inputs that were not
 committed, and ends with the rows of an uninterrupted run.
+
+:meth:`PartStore.check` finds committed inputs whose keyframes part or images are missing
+or unreadable: the ingest planner re-processes them, so a rerun heals the damage.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +49,15 @@ try:  # POSIX advisory lock; released by the kernel even after kill -9.
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
+
+
+@dataclass
+class Check:
+    """What :meth:`PartStore.check` looked at and what it found damaged (path -> reason)."""
+
+    parts: int = 0
+    images: int = 0
+    damaged: dict[str, str] = field(default_factory=dict)
 
 
 class PartStore:
@@ -104,10 +117,6 @@ class PartStore:
         orphans = [p for key, p in parts(self.root / "keyframes").items() if key not in committed]
         for path in orphans:
             unlink(path)
-        kparts = parts(self.root / "keyframes")
-        for path, row in list(videos.items()):  # a committed row whose keyframes vanished
-            if row["status"] in PRIMARY_STATUSES and part_key(path) not in kparts:
-                self.uncommit(path)  # cannot be served: redo it
         if self.dedupe:
             owners.drop_orphans(self)
         self.images.gc(self.owned())
@@ -245,8 +254,6 @@ class PartStore:
             raise ValueError(f"{row['video_path']}: an indexed input needs its content_hash")
         if row["error"] is not None:
             row["error"] = " ".join(str(row["error"]).split())  # one line
-        if isinstance(row["mtime"], dt.datetime):
-            row["mtime"] = row["mtime"].timestamp()
         return row
 
     def _fill(self) -> dict[str, Any]:
@@ -287,6 +294,37 @@ class PartStore:
         # only committed inputs: a part without its videos row is being written right now
         paths = [p for key, p in sorted(kparts.items()) if key in committed]
         return read_parts(paths, self._keyframes_schema())[0]
+
+    def check(self, full: bool = False) -> Check:
+        """Committed inputs whose keyframes part or images are missing or unreadable.
+
+        Quick (every run): each part's (video_path, image_path) columns are read and every
+        named image must exist. ``full``: every part is read whole and every image decoded.
+        """
+        found = Check()
+        primary = {p: r for p, r in self._rows.items() if r["status"] in PRIMARY_STATUSES}
+        kparts = parts(self.root / "keyframes")
+        paths = {p: kparts.get(part_key(p)) for p in primary}
+        for path, part in paths.items():
+            if part is None:
+                found.damaged[path] = "keyframes part missing"
+        readable = [p for p in paths.values() if p is not None]
+        columns = None if full else ["video_path", "image_path"]
+        table, broken = read_parts(readable, self._keyframes_schema(), columns)
+        found.parts = len(readable)
+        by_part = {part: path for path, part in paths.items()}
+        for part in broken:
+            found.damaged[by_part[part]] = "keyframes part unreadable"
+        rows = table.select(["video_path", "image_path"]).to_pylist()
+        counts = Counter(kf["video_path"] for kf in rows)
+        for path, row in primary.items():
+            if path not in found.damaged and counts.get(path, 0) != row["n_keyframes"]:
+                found.damaged[path] = "keyframes part does not match its videos row"
+        images = {kf["image_path"]: kf["video_path"] for kf in rows if kf["image_path"]}
+        found.images = len(images)
+        for rel in sorted(self.images.missing(images, decode=full)):
+            found.damaged.setdefault(images[rel], f"image {rel} missing or unreadable")
+        return found
 
 
 def _code_bytes(code: Any, nbytes: int) -> bytes:

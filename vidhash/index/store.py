@@ -1,7 +1,7 @@
 """The index on disk: a directory of Parquet tables that pandas, pyarrow and DuckDB read as is.
 
 ``IndexStore`` is the index's writer and reader. It adds to the per-input parts of
-:class:`~vidhash.index.parts.PartStore` (commit records, recovery) what makes them
+:class:`~vidhash.index.parts.PartStore` (commit records, recovery, checks) what makes them
 an index: the model that made the codes (``meta``), the code columns, the duplicate policy
 (:mod:`vidhash.index.owners`) and the annotations table. Layout and schemas:
 :mod:`vidhash.index.layout` and docs/SCHEMA.md.
@@ -61,10 +61,11 @@ class IndexStore(PartStore):
     ) -> IndexStore:
         """Open (or with ``create`` make) an index; check or record the model.
 
-        ``model_meta`` has model_id, model_name, model_config, code_bits. A model_id other
-        than the index's raises :class:`ModelMismatchError`, unless ``reindex``, which
-        removes every keyframe, video row and image (annotations are kept: they label
-        frames, not codes) and records the new model.
+        ``model_meta`` has model_id, model_name, model_config, code_bits (and optionally
+        vidhash_version). A model_id other than the index's raises
+        :class:`ModelMismatchError`, unless ``reindex``, which removes every keyframe,
+        video row and image (annotations are kept: they label frames, not codes) and
+        records the new model.
         """
         root = Path(path)
         exists = is_index(root)
@@ -123,8 +124,6 @@ class IndexStore(PartStore):
         return int(meta["code_bits"])
 
     def _write_meta(self, model_meta: dict) -> None:
-        from vidhash import __version__
-
         config = model_meta.get("model_config")
         if not isinstance(config, str):
             config = json.dumps(config if config is not None else {}, sort_keys=True)
@@ -133,7 +132,7 @@ class IndexStore(PartStore):
             "model_name": model_meta.get("model_name"),
             "model_config": config,
             "code_bits": int(model_meta["code_bits"]),
-            "vidhash_version": __version__,
+            "vidhash_version": model_meta.get("vidhash_version"),
             "created": dt.datetime.now(dt.UTC),
         }
         meta = pa.Table.from_pylist([row], schema=META_SCHEMA)
@@ -165,14 +164,6 @@ class IndexStore(PartStore):
         return super().commit(video_row, keyframes)
 
     write_video = commit
-
-    def owner_of(self, content_hash: str) -> str | None:
-        """Path already holding this content's keyframes (lets a pipeline skip decoding)."""
-        return self.owners().get(content_hash)
-
-    def image_path_for(self, keyframe_id: str) -> Path:
-        """Where a keyframe's JPEG lives: one folder per content, so drops are one rmtree."""
-        return self.images.path_for(keyframe_id)
 
     def write_annotations(self, table: pd.DataFrame | pa.Table) -> None:
         """Replace the annotations table atomically (all rows or none)."""

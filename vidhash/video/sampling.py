@@ -228,7 +228,7 @@ def _can_continue(stream: VideoStream, cursor: _Cursor, t: float) -> bool:
     return i == len(keys) or keys[i] > t + _EPS
 
 
-# -- the per-video generator the extract and index stages share -----------------------------
+# -- the per-video generator the ingest and query share -----------------------------
 
 
 @dataclass(frozen=True)
@@ -249,6 +249,9 @@ def is_image_path(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
+HEADER_FACTS = ("duration", "frame_rate", "width", "height", "rotation", "codec", "container")
+
+
 def iter_keyframes(
     path: str | os.PathLike,
     *,
@@ -258,39 +261,30 @@ def iter_keyframes(
     mode: str = "fast",
     backend: str = "pyav",
     size: int = DEFAULT_SIZE,
+    facts: dict | None = None,
 ) -> Iterator[Keyframe]:
     """Sample, upright and preprocess one video (or a still image: one keyframe at 0).
 
     Yields keyframes in time order; if decoding fails part way it yields what it got and
-    then raises DecodeError with a one-line reason.
+    then raises DecodeError with a one-line reason. ``facts``, when given, receives the
+    header facts (:data:`HEADER_FACTS`), read from the one open of the file.
     """
+    facts = {} if facts is None else facts
     if is_image_path(path):
         rgb = read_rgb(path)
+        facts.update(width=rgb.shape[1], height=rgb.shape[0], rotation=0)
         yield _keyframe(video_hash, 0.0, 0, 0, rgb, size)
         return
     with open_video(path, backend=backend) as stream:
-        yield from keyframes_from_stream(
-            stream, video_hash=video_hash, every=every, count=count, mode=mode, size=size
-        )
-
-
-def keyframes_from_stream(
-    stream: VideoStream,
-    *,
-    video_hash: str,
-    every: float | None = 2.0,
-    count: int | None = None,
-    mode: str = "fast",
-    size: int = DEFAULT_SIZE,
-) -> Iterator[Keyframe]:
-    """``iter_keyframes`` on an already open stream (callers that also want ``stream.info``
-    open the file once instead of twice)."""
-    for frame in sample_frames(stream, every=every, count=count, mode=mode):
-        try:
-            rgb = frame.rgb()
-        except Exception as exc:  # a library error converting pixels of a damaged frame
-            raise DecodeError(f"cannot convert frame at {frame.pts_time:.3f} s: {exc}") from exc
-        yield _keyframe(video_hash, frame.pts_time, frame.frame_index, frame.rotation, rgb, size)
+        facts.update({name: getattr(stream.info, name) for name in HEADER_FACTS})
+        for frame in sample_frames(stream, every=every, count=count, mode=mode):
+            try:
+                rgb = frame.rgb()
+            except Exception as exc:  # a library error converting pixels of a damaged frame
+                raise DecodeError(f"cannot convert frame at {frame.pts_time:.3f} s: {exc}") from exc
+            yield _keyframe(
+                video_hash, frame.pts_time, frame.frame_index, frame.rotation, rgb, size
+            )
 
 
 def _keyframe(
