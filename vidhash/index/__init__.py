@@ -4,7 +4,7 @@
   for search);
 - ``layout``: schemas and where files live; ``parts``: commit records, recovery, checks;
   ``owners``: one owner per content; ``images``: keyframe JPEGs; ``store``: ``IndexStore``;
-- ``search``: exact Hamming top-k over FAISS (``Index``, re-exported as ``vidhash.Index``);
+- ``search``: exact Hamming top-k over FAISS (``Index``; ``vidhash.Index`` adds queries);
 - ``annotate``: concept labels from a CSV; ``sheet``: contact sheets of results.
 
 Submodules are imported explicitly, so ``import vidhash.index`` stays cheap.

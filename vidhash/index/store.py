@@ -9,7 +9,8 @@ an index: the model that made the codes (``meta``), the code columns, the duplic
 A store opened with ``model_meta``, ``create`` or ``reindex`` is the *writer*: it takes
 ``INDEX/.lock`` at once and cleans up after any interrupted run. A store opened with none
 of them only reads, and takes the lock lazily if one of its write methods is called
-(``vidhash annotate`` does that).
+(``vidhash annotate`` does that). A model other than the index's is refused in one line
+that names the index's model and how to rebuild it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,16 @@ from vidhash.index.layout import (
     write_parquet,
 )
 from vidhash.index.parts import PartStore
+
+
+def describe_model(meta: dict[str, Any]) -> str:
+    """``name (sha256 abcdef123456, vidhash 0.1.0)``: which model made an index."""
+    version = meta.get("vidhash_version") or "unknown"
+    return f"{meta.get('model_name')} (sha256 {str(meta['model_id'])[:12]}, vidhash {version})"
+
+
+def rebuild_hint(root: str | os.PathLike) -> str:
+    return f"rebuild it with: vidhash index INPUT --out {root} --reindex"
 
 
 class IndexStore(PartStore):
@@ -100,9 +111,9 @@ class IndexStore(PartStore):
         existing = self.meta
         if existing is not None and existing["model_id"] != model_meta["model_id"]:
             raise ModelMismatchError(
-                f"index {self.root} was built with model {existing['model_id'][:16]} "
-                f"({existing.get('model_name')}), not {model_meta['model_id'][:16]} "
-                f"({model_meta.get('model_name')}); pass --reindex to rebuild it"
+                f"index {self.root} was built with model {describe_model(existing)}, not "
+                f"{model_meta.get('model_name')} (sha256 {model_meta['model_id'][:12]}); "
+                + rebuild_hint(self.root)
             )
 
     # ------------------------------------------------------------------ meta

@@ -228,6 +228,16 @@ def _can_continue(stream: VideoStream, cursor: _Cursor, t: float) -> bool:
     return i == len(keys) or keys[i] > t + _EPS
 
 
+def frame_at(stream: VideoStream, t: float) -> DecodedFrame:
+    """The frame on screen at ``t`` (exact mode's rule), for a query; DecodeError if none."""
+    step = 1.0 / stream.info.frame_rate if stream.info.frame_rate else 0.04
+    run = _Run(stream, gap_limit=2 * step, duration=stream.info.duration or 0.0)
+    frame = next(_seek_sampling(run, [t], tolerance=0.0, fast=False), None)
+    if frame is None:
+        raise DecodeError(run.problem or f"no decodable frame at {t:.3f} s")
+    return frame
+
+
 # -- the per-video generator the ingest and query share -----------------------------
 
 
