@@ -76,6 +76,8 @@ class RayDistributor:
     ) -> Iterator[Frame | Done]:
         if not items:
             return
+        if pixels and self.model is None:
+            raise ValueError("RayDistributor(model=...) names the model its actors load")
         import ray
 
         if not ray.is_initialized():
