@@ -10,7 +10,6 @@ makes an input's images durable with one call before its commit record is writte
 from __future__ import annotations
 
 import shutil
-import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -28,7 +27,6 @@ class ImageStore:
         self.root = root
         self.folder = root / IMAGES_DIR
         self._unsynced: list[Path] = []
-        self._lock = threading.Lock()  # decode threads write images concurrently
 
     def path_for(self, keyframe_id: str) -> Path:
         return self.root / image_relpath(keyframe_id)
@@ -40,14 +38,12 @@ class ImageStore:
         data = image if isinstance(image, bytes) else encode_jpeg(image, quality)
         final = self.path_for(keyframe_id)
         atomic_write_bytes(final, data, fsync=False)
-        with self._lock:
-            self._unsynced.append(final)
+        self._unsynced.append(final)
         return image_relpath(keyframe_id)
 
     def sync(self) -> None:
         """Make every image written so far durable (before a commit record names them)."""
-        with self._lock:
-            pending, self._unsynced = self._unsynced, []
+        pending, self._unsynced = self._unsynced, []
         sync_files(self.root, [p for p in pending if p.exists()])
 
     def existing(self, keyframe_id: str | None) -> str | None:

@@ -73,7 +73,7 @@ class IngestOptions:
         """The options that decide an input's keyframes."""
         every = DEFAULT_EVERY if self.every is None and self.count is None else self.every
         return {
-            "every": every,
+            "every": None if every is None else float(every),
             "count": self.count,
             "mode": self.mode,
             "backend": self.backend,
