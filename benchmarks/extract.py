@@ -10,7 +10,7 @@ Protocol (each timing is the best of ``--repeats`` runs, wall clock, same proces
   full decode   PyAV decodes every frame of the file, no colour conversion; once with
                 PyAV's default threading and once with frame threads (the fastest full
                 pass, so the second ratio is the conservative one)
-  extract fast  ``vidhash.extract.extract`` end to end at 1 frame / 2 s: content hash,
+  extract fast  ``vidhash.ingest.extract`` end to end at 1 frame / 2 s: content hash,
                 sampling, crop+resize, JPEG writes, Parquet parts (fresh output folder)
   extract exact the same with ``mode="exact"``
 Targets (issue 2): fast >= 15x faster than the full decode, exact >= 2x.
@@ -32,8 +32,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vidhash.extract import ExtractOptions, extract
 from vidhash.fsutil import content_hash
+from vidhash.ingest import IngestOptions, extract
 
 WIDTH, HEIGHT, FPS, GOP_SECONDS = 1280, 720, 30, 2
 # name -> (grain sigma, target Mbit/s or None for CRF 23)
@@ -137,7 +137,7 @@ def measure(
 
             def run(mode: str = mode, counter=counter) -> object:
                 out = work / f"{mode}-{next(counter)}"  # a fresh folder: no resume shortcut
-                return extract(inputs, out, ExtractOptions(every=every, mode=mode), progress=False)
+                return extract(inputs, out, IngestOptions(every=every, mode=mode), progress=False)
 
             seconds, cpu, summary = best_of(repeats, run)
             print(

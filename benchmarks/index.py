@@ -23,18 +23,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from vidhash.fsutil import content_hash
+from vidhash.ingest import IngestOptions, build_index
+from vidhash.ingest.frames import Frame, item_events
+from vidhash.ingest.plan import WorkItem
 from vidhash.models import load_model
-from vidhash.pipeline import IndexOptions, WorkItem, build_index, iter_item_frames
 from vidhash.video.discover import discover
 
 SHARED_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
 
 
-def decode_stage(root: Path, options: IndexOptions) -> tuple[list[np.ndarray], float, float]:
+def decode_stage(root: Path, options: IngestOptions) -> tuple[list[np.ndarray], float, float]:
     started, cpu = time.perf_counter(), time.process_time()
     found = discover(root)
     frames: list[np.ndarray] = []
@@ -43,13 +44,10 @@ def decode_stage(root: Path, options: IndexOptions) -> tuple[list[np.ndarray], f
         *((p, "image") for p in found.images),
     ]:
         stat = path.stat()
-        item = WorkItem(path, kind, content_hash(path), stat.st_size, stat.st_mtime)
-        try:
-            for _row, image in iter_item_frames(item, options):
-                cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, options.jpeg_quality])
-                frames.append(image)
-        except Exception:  # damaged files end early, as in the real run
-            pass
+        item = WorkItem(str(path), kind, content_hash(path), stat.st_size, stat.st_mtime_ns)
+        for event in item_events(item, options, pixels=True):  # JPEGs encoded as in a run
+            if isinstance(event, Frame):
+                frames.append(event.image)
     return frames, time.perf_counter() - started, time.process_time() - cpu
 
 
@@ -78,7 +76,7 @@ def main() -> None:
 
         torch.set_num_threads(args.torch_threads)
 
-    options = IndexOptions(workers=args.workers, batch_size=args.batch_size)
+    options = IngestOptions(workers=args.workers, batch_size=args.batch_size)
     model = load_model(args.model)
     model.encode(np.zeros((2, 224, 224, 3), np.uint8))  # warm-up outside the timings
 
@@ -86,9 +84,7 @@ def main() -> None:
     t_model, c_model = model_stage(model, frames, args.batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         started, cpu = time.perf_counter(), time.process_time()
-        summary = build_index(
-            args.videos, Path(tmp) / "index", model, options=options, progress=False
-        )
+        summary = build_index(args.videos, Path(tmp) / "index", model, options, progress=False)
         t_pipe, c_pipe = time.perf_counter() - started, time.process_time() - cpu
 
     slower = max(t_decode, t_model)

@@ -27,30 +27,29 @@ def main() -> None:
 
     import ray
 
-    from vidhash.pipeline import IndexOptions, build_index
-    from vidhash.ray_engine import build_index_ray
+    from vidhash.ingest import IngestOptions, build_index
+    from vidhash.ingest.ray import RayDistributor
 
-    options = IndexOptions(workers=2, batch_size=32)
+    options = IngestOptions(workers=2, batch_size=32)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()
-        local = build_index(
-            args.videos, tmp / "local1", args.model, options=options, progress=False
-        )
+        local = build_index(args.videos, tmp / "local1", args.model, options, progress=False)
         t_local1 = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
         t_init = time.perf_counter() - t0
         t0 = time.perf_counter()
-        distributed = build_index_ray(
-            args.videos, tmp / "ray", args.model, options=options, progress=False
+        ray_engine = RayDistributor(model=args.model, progress=False)
+        distributed = build_index(
+            args.videos, tmp / "ray", args.model, options, distributor=ray_engine, progress=False
         )
         t_ray = time.perf_counter() - t0
         ray.shutdown()
 
         t0 = time.perf_counter()
-        build_index(args.videos, tmp / "local2", args.model, options=options, progress=False)
+        build_index(args.videos, tmp / "local2", args.model, options, progress=False)
         t_local2 = time.perf_counter() - t0
 
     t_local = (t_local1 + t_local2) / 2

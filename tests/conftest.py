@@ -112,3 +112,11 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     media.make_image(root / "still.png", name="coffee", size=(80, 120))
     os.chmod(root, 0o755)
     return root
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    """The shipped default hashing network, loaded once."""
+    from vidhash.models import load_model
+
+    return load_model("default")

@@ -217,3 +217,13 @@ def random_bytes(path: str | os.PathLike, n: int = 20_000, seed: int = 0) -> Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(np.random.default_rng(seed).bytes(n))
     return path
+
+
+def copy_media(media_dir: Path, names: Sequence[str], folder: Path) -> Path:
+    """A private copy of some of the session's media in ``folder`` (tests may change it)."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy2(media_dir / name, folder / name)
+    return folder

@@ -62,10 +62,10 @@ def test_search_video_query_checks_the_backend_first(media_dir: Path, tmp_path: 
 
 def test_python_api_checks_the_backend(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from vidhash.errors import UsageError
-    from vidhash.extract import ExtractOptions
+    from vidhash.ingest import IngestOptions
     from vidhash.video.stream import require_backend
 
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(UsageError, match="apt-get install ffmpeg"):
-        ExtractOptions(backend="ffmpeg").validate()
+        IngestOptions(backend="ffmpeg").validate()
     assert require_backend("pyav").name == "pyav"  # needs no program

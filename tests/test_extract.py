@@ -1,4 +1,4 @@
-"""``vidhash extract`` end to end: layout, manifest, failure rows, rerun/resume, CLI."""
+"""``vidhash extract`` end to end: layout, keyframes table, status rows, rerun/resume, CLI."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import media
@@ -14,10 +15,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from vidhash.extract import ExtractOptions, extract, input_key
 from vidhash.fsutil import content_hash
+from vidhash.index.layout import part_key
+from vidhash.ingest import IngestOptions, extract
 
-FAST = ExtractOptions(every=1.0, size=32)
+FAST = IngestOptions(every=1.0, size=32)
 
 
 @pytest.fixture()
@@ -50,14 +52,14 @@ def test_extract_writes_manifest_images_and_status_rows(inputs: Path, tmp_path: 
     assert (summary.ok, summary.partial, summary.failed, summary.skipped) == (3, 1, 3, 1)
     assert summary.exit_code == 1
 
-    manifest = pd.read_parquet(out / "manifest")
+    manifest = pd.read_parquet(out / "keyframes")
     h264 = manifest[manifest.video_path == str(inputs / "h264.mp4")].sort_values("pts_time")
     video_hash = content_hash(inputs / "h264.mp4")
     assert list(h264.pts_time) == pytest.approx([0.0, 1.0, 2.0, 3.0])
     assert list(h264.keyframe_id) == [f"{video_hash[:16]}-{ms:09d}" for ms in (0, 1000, 2000, 3000)]
-    assert set(h264.video_hash) == {video_hash}
+    assert set(h264.video_id) == {video_hash}
     assert list(h264.frame_index) == [0, 10, 20, 30]
-    assert list(h264.image_path)[1] == f"keyframes/{video_hash[:16]}/000001000.jpg"
+    assert list(h264.image_path)[1] == f"images/{video_hash[:16]}/{video_hash[:16]}-000001000.jpg"
     rotated = manifest[manifest.video_path == str(inputs / "rotated.mp4")]
     assert set(zip(rotated.width, rotated.height, rotated.rotation, strict=True)) == {(96, 64, 90)}
     assert len(manifest[manifest.video_path == str(inputs / "h264-cut.mp4")]) >= 1
@@ -77,25 +79,25 @@ def test_rerun_does_no_repeated_work_and_changed_file_is_redone(
     parts = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
 
     again = extract(inputs, out, FAST, progress=False)
-    assert again.processed == 0 and again.unchanged == 7
+    assert again.processed == 0 and again.unchanged == 8  # README.md's skipped row too
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == parts
 
     # Same path, new content: processed again, its manifest rows replaced.
     media.make_video(inputs / "h264.mp4", seconds=2, fps=10, gop=10, frames_from=["rocket"])
     changed = extract(inputs, out, FAST, progress=False)
     assert changed.processed == 1
-    manifest = pd.read_parquet(out / "manifest")
+    manifest = pd.read_parquet(out / "keyframes")
     h264 = manifest[manifest.video_path == str(inputs / "h264.mp4")]
-    assert set(h264.video_hash) == {content_hash(inputs / "h264.mp4")}
+    assert set(h264.video_id) == {content_hash(inputs / "h264.mp4")}
     assert sorted(h264.pts_time) == pytest.approx([0.0, 1.0])
 
     # Touched but identical content: re-hashed, not re-decoded.
     os.utime(inputs / "rotated.mp4")
     touched = extract(inputs, out, FAST, progress=False)
-    assert touched.processed == 0 and touched.unchanged == 7
+    assert touched.processed == 0 and touched.unchanged == 8
 
-    # Other options: everything decodable is redone.
-    other = extract(inputs, out, ExtractOptions(every=2.0, size=32), progress=False)
+    # Other sampling options: every video and image is redone.
+    other = extract(inputs, out, IngestOptions(every=2.0, size=32), progress=False)
     assert other.processed == 7
 
 
@@ -104,22 +106,22 @@ def test_interrupted_run_resumes(inputs: Path, tmp_path: Path) -> None:
     extract(inputs, out, FAST, progress=False)
     # Simulate a crash after h264.mp4's images and manifest part but before its commit row,
     # plus a temp file left behind by a killed writer.
-    (out / "videos" / f"{input_key(inputs / 'h264.mp4')}.parquet").unlink()
-    (out / "manifest" / ".tmp-abc.parquet").write_bytes(b"partial")
+    (out / "videos" / f"part-{part_key(str(inputs / 'h264.mp4'))}.parquet").unlink()
+    (out / "keyframes" / ".tmp-abc.parquet").write_bytes(b"partial")
     resumed = extract(inputs, out, FAST, progress=False)
-    assert resumed.processed == 1 and resumed.unchanged == 6
+    assert resumed.processed == 1 and resumed.unchanged == 7
     assert not list(out.rglob(".tmp-*"))
-    manifest = pd.read_parquet(out / "manifest")
+    manifest = pd.read_parquet(out / "keyframes")
     assert manifest.keyframe_id.is_unique
 
 
 def test_parallel_workers_match_serial(inputs: Path, tmp_path: Path) -> None:
     serial = extract(inputs, tmp_path / "a", FAST, progress=False)
-    parallel = extract(inputs, tmp_path / "b", FAST, workers=2, progress=False)
+    parallel = extract(inputs, tmp_path / "b", replace(FAST, workers=2), progress=False)
     assert serial.keyframes == parallel.keyframes
     cols = ["keyframe_id", "pts_time", "image_path"]
-    a = pd.read_parquet(tmp_path / "a" / "manifest")[cols].sort_values("keyframe_id")
-    b = pd.read_parquet(tmp_path / "b" / "manifest")[cols].sort_values("keyframe_id")
+    a = pd.read_parquet(tmp_path / "a" / "keyframes")[cols].sort_values("keyframe_id")
+    b = pd.read_parquet(tmp_path / "b" / "keyframes")[cols].sort_values("keyframe_id")
     assert a.reset_index(drop=True).equals(b.reset_index(drop=True))
 
 
@@ -155,7 +157,7 @@ def test_shared_videos_are_all_recorded(shared_data: Path, tmp_path: Path) -> No
     videos = shared_data / "videos"
     expected = sorted(p.name for p in videos.iterdir() if p.suffix != ".md")
     assert len(expected) == 25
-    summary = extract(videos, tmp_path / "out", ExtractOptions(every=2.0, size=64), progress=False)
+    summary = extract(videos, tmp_path / "out", IngestOptions(every=2.0, size=64), progress=False)
     rows = statuses(tmp_path / "out")
     assert sorted(n for n in rows if not n.endswith(".md")) == expected
     for name in expected:
@@ -174,5 +176,5 @@ def test_deleted_input_rows_are_dropped(inputs: Path, tmp_path: Path) -> None:
     again = extract(inputs, out, FAST, progress=False)
     assert again.removed == 1 and again.processed == 0
     assert "rotated.mp4" not in statuses(out)
-    manifest = pd.read_parquet(out / "manifest")
+    manifest = pd.read_parquet(out / "keyframes")
     assert not manifest.video_path.str.endswith("rotated.mp4").any()

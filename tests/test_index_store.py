@@ -18,15 +18,15 @@ import pytest
 from test_index_helpers import MODEL, build_index, content_of, keyframes_for
 
 from vidhash.errors import IndexMissingError, ModelMismatchError, UsageError
-from vidhash.index import store as store_module
-from vidhash.index.search import Index
-from vidhash.index.store import (
+from vidhash.index.layout import (
     ANNOTATIONS_SCHEMA,
     META_SCHEMA,
     VIDEOS_SCHEMA,
-    IndexStore,
     keyframes_schema,
+    part_key,
 )
+from vidhash.index.search import Index
+from vidhash.index.store import IndexStore
 
 TESTS = Path(__file__).parent
 
@@ -208,7 +208,7 @@ def test_exception_mid_write_leaves_no_visible_file(tmp_path: Path, monkeypatch)
         real_write(table.slice(0, 1), where, **kwargs)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store_module.pq, "write_table", write_half_then_fail)
+    monkeypatch.setattr(pq, "write_table", write_half_then_fail)
     store = IndexStore.open(root, model_meta=MODEL)
     content = content_of("new")
     with pytest.raises(OSError, match="No space"):
@@ -231,7 +231,7 @@ def test_stale_temps_and_orphan_parts_are_ignored_then_cleaned(tmp_path: Path) -
     (root / "videos" / ".tmp-def456.parquet").write_bytes(b"")
     table = pq.read_table(next((root / "keyframes").glob("part-*.parquet")))
     table = table.set_column(2, "video_path", pa.array(["orphan.mp4"] * table.num_rows))
-    orphan = root / "keyframes" / f"part-{store_module.part_key('orphan.mp4')}.parquet"
+    orphan = root / "keyframes" / f"part-{part_key('orphan.mp4')}.parquet"
     pq.write_table(table, orphan)
     (root / "images" / "0123456789abcdef").mkdir(parents=True)
     (root / "images" / "0123456789abcdef" / ".tmp-x.jpg").write_bytes(b"\xff\xd8")
@@ -323,7 +323,7 @@ def test_damaged_part_is_skipped_by_readers_and_redone_by_the_writer(tmp_path: P
     root = tmp_path / "idx"
     written = build_index(root, n_videos=3, per_video=2)
     victim = sorted(written)[0]
-    key = store_module.part_key(victim)
+    key = part_key(victim)
     (root / "videos" / f"part-{key}.parquet").write_bytes(b"PAR1 this is not parquet PAR1")
     reader = IndexStore.open(root)
     assert victim not in reader.done() and len(reader.done()) == 2

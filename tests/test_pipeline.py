@@ -1,4 +1,4 @@
-"""The local indexing engine end to end: real clips, the shipped model, the Parquet store."""
+"""`vidhash index` on the local engine end to end: real clips, the shipped model, the store."""
 
 from __future__ import annotations
 
@@ -19,27 +19,23 @@ from indexes import read_videos as videos
 from indexes import vidhash_argv
 
 from vidhash.index.search import Index
+from vidhash.ingest import IngestOptions, build_index
 from vidhash.models import load_model
-from vidhash.pipeline import IndexOptions, build_index
 
 GOOD = ["h264.mp4", "mpeg4.avi", "vp9.webm", "rotated.mp4", "vfr.mkv", "long.mp4"]
 BAD = ["zero.mp4", "random.mp4", "text.avi"]
 STILLS = ["still.jpg", "still.png"]
 
 
-@pytest.fixture(scope="module")
-def model():
-    return load_model("default")
+@pytest.fixture()
+def model(default_model):
+    return default_model
 
 
 @pytest.fixture()
 def corpus(media_dir: Path, tmp_path: Path) -> Path:
     """A private copy of the media folder, so tests may change and delete files."""
-    root = tmp_path / "videos"
-    root.mkdir()
-    for name in [*GOOD, *BAD, *STILLS, "h264-cut.mp4"]:
-        shutil.copy2(media_dir / name, root / name)
-    return root
+    return media.copy_media(media_dir, [*GOOD, *BAD, *STILLS, "h264-cut.mp4"], tmp_path / "v")
 
 
 def test_index_records_every_input_and_codes_every_keyframe(corpus, tmp_path, model):
@@ -87,7 +83,7 @@ def test_rerun_adds_nothing_and_changed_or_deleted_inputs_are_handled(corpus, tm
     before = keyframes(out)
 
     again = build_index(corpus, out, model, progress=False)
-    assert again.indexed == 0 and again.keyframes == 0
+    assert again.processed == 0 and again.keyframes == 0
     pd.testing.assert_frame_equal(keyframes(out), before)
 
     # Change one video's content, delete another.
@@ -101,7 +97,7 @@ def test_rerun_adds_nothing_and_changed_or_deleted_inputs_are_handled(corpus, tm
     )
     (corpus / "vp9.webm").unlink()
     third = build_index(corpus, out, model, progress=False)
-    assert third.indexed == 1 and third.removed == 1
+    assert third.processed == 1 and third.removed == 1
     after = keyframes(out)
     names = after["video_path"].map(lambda p: Path(p).name)
     assert "vp9.webm" not in set(names)
@@ -127,14 +123,14 @@ def test_overlapped_engine_matches_a_single_worker_run(corpus, tmp_path, model):
         tmp_path / "a",
         model,
         progress=False,
-        options=IndexOptions(workers=1, batch_size=1, save_images=False),
+        options=IngestOptions(workers=1, batch_size=1, save_images=False),
     )
     many = build_index(
         corpus,
         tmp_path / "b",
         model,
         progress=False,
-        options=IndexOptions(workers=3, batch_size=7, queue_size=4),
+        options=IngestOptions(workers=3, batch_size=7, queue_size=4),
     )
     assert one.keyframes == many.keyframes
     a, b = keyframes(tmp_path / "a"), keyframes(tmp_path / "b")
@@ -195,7 +191,7 @@ def test_cli_index_json_summary(corpus, tmp_path):
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
-    assert summary["indexed"] == 1 and summary["keyframes"] == 1
+    assert summary["processed"] == 1 and summary["keyframes"] == 1
 
 
 def test_other_sampling_options_reindex_what_they_change(corpus, tmp_path, model):
@@ -207,13 +203,13 @@ def test_other_sampling_options_reindex_what_they_change(corpus, tmp_path, model
         out,
         model,
         progress=False,
-        options=IndexOptions(workers=1, batch_size=3),
+        options=IngestOptions(workers=1, batch_size=3),
     )  # feeding only
-    assert same.unchanged == 1 and same.indexed == 0
+    assert same.unchanged == 1 and same.processed == 0
     denser = build_index(
-        corpus / "h264.mp4", out, model, progress=False, options=IndexOptions(every=1.0)
+        corpus / "h264.mp4", out, model, progress=False, options=IngestOptions(every=1.0)
     )
-    assert denser.indexed == 1
+    assert denser.processed == 1
     kf = keyframes(out)
     assert list(kf["pts_time"]) == [0.0, 1.0, 2.0, 3.0]
     assert kf["keyframe_id"].is_unique

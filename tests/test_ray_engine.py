@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+import media
+import pandas as pd
 import pytest
 from indexes import read_keyframes as keyframes
 from indexes import read_videos, vidhash_argv
 
 ray = pytest.importorskip("ray")
 
-from vidhash.pipeline import IndexOptions, build_index  # noqa: E402
-from vidhash.ray_engine import build_index_ray  # noqa: E402
+from vidhash.ingest import IngestOptions, build_index, extract  # noqa: E402
+from vidhash.ingest.ray import RayDistributor  # noqa: E402
 
 NAMES = ["h264.mp4", "mpeg4.avi", "vfr.mkv", "rotated.mp4", "random.mp4", "still.jpg"]
 
@@ -30,11 +31,7 @@ def local_ray():
 
 @pytest.fixture()
 def corpus(media_dir: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "videos"
-    root.mkdir()
-    for name in NAMES:
-        shutil.copy2(media_dir / name, root / name)
-    return root
+    return media.copy_media(media_dir, NAMES, tmp_path / "videos")
 
 
 def statuses(index_dir: Path) -> dict[str, str]:
@@ -43,10 +40,11 @@ def statuses(index_dir: Path) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_ray_engine_gives_the_local_engines_ids_and_codes(local_ray, corpus, tmp_path):
-    options = IndexOptions(batch_size=4)
-    local = build_index(corpus, tmp_path / "local", "default", options=options, progress=False)
-    distributed = build_index_ray(
-        corpus, tmp_path / "ray", "default", options=options, progress=False
+    options = IngestOptions(batch_size=4)
+    ray_engine = RayDistributor(model="default", progress=False)
+    local = build_index(corpus, tmp_path / "local", "default", options, progress=False)
+    distributed = build_index(
+        corpus, tmp_path / "ray", "default", options, distributor=ray_engine, progress=False
     )
     assert distributed.keyframes == local.keyframes > 0
     a, b = keyframes(tmp_path / "local"), keyframes(tmp_path / "ray")
@@ -55,11 +53,30 @@ def test_ray_engine_gives_the_local_engines_ids_and_codes(local_ray, corpus, tmp
     assert list(a["pts_time"]) == list(b["pts_time"])
     assert statuses(tmp_path / "local") == statuses(tmp_path / "ray")
     assert statuses(tmp_path / "ray")["random.mp4"] == "failed"
-    assert all((tmp_path / "ray" / p).is_file() for p in b["image_path"])
+    assert list(a["image_path"]) == list(b["image_path"])
+    for rel in b["image_path"]:  # one JPEG encoder: the same bytes wherever it ran
+        assert (tmp_path / "ray" / rel).read_bytes() == (tmp_path / "local" / rel).read_bytes()
 
     # A rerun on Ray adds nothing, like the local engine.
-    again = build_index_ray(corpus, tmp_path / "ray", "default", options=options, progress=False)
-    assert again.indexed == 0 and again.unchanged == len(NAMES)
+    again = build_index(
+        corpus, tmp_path / "ray", "default", options, distributor=ray_engine, progress=False
+    )
+    assert again.processed == 0 and again.unchanged == len(NAMES)
+
+
+@pytest.mark.slow
+def test_extract_on_ray_writes_what_the_local_engine_writes(local_ray, corpus, tmp_path):
+    options = IngestOptions(every=1.0, size=64)
+    local = extract(corpus, tmp_path / "local", options, progress=False)
+    on_ray = RayDistributor(progress=False)  # no model: extract
+    distributed = extract(corpus, tmp_path / "ray", options, distributor=on_ray, progress=False)
+    assert distributed.to_dict() | {"seconds": 0, "keyframes_per_second": 0, "out": ""} == (
+        local.to_dict() | {"seconds": 0, "keyframes_per_second": 0, "out": ""}
+    )
+    a, b = keyframes(tmp_path / "local"), keyframes(tmp_path / "ray")
+    pd.testing.assert_frame_equal(a, b)
+    for rel in b["image_path"]:
+        assert (tmp_path / "ray" / rel).read_bytes() == (tmp_path / "local" / rel).read_bytes()
 
 
 @pytest.mark.slow

@@ -133,10 +133,11 @@ def test_wrong_code_width_is_an_error(tmp_path: Path) -> None:
         index.code_of("nope")
 
 
-def test_vidhash_index_reexport(tmp_path: Path) -> None:
+def test_vidhash_index_is_the_index_plus_model_queries() -> None:
     import vidhash
+    from vidhash.query import Index as QueryIndex
 
-    assert vidhash.Index is Index
+    assert vidhash.Index is QueryIndex and issubclass(vidhash.Index, Index)
 
 
 def test_empty_index_searches_to_nothing(tmp_path: Path) -> None:

@@ -159,9 +159,9 @@ def test_image_and_video_queries_use_the_index_model(
 ) -> None:
     """Index two stills with a real network; each finds itself at distance 0."""
     from vidhash.index.store import IndexStore
+    from vidhash.media import read_rgb
     from vidhash.models import load_model
     from vidhash.transforms import center_crop_resize
-    from vidhash.video.sampling import read_image_rgb
 
     checkpoint = tiny_checkpoint(tmp_path / "tiny.safetensors", seed=0)
     model = load_model(str(checkpoint))
@@ -174,7 +174,7 @@ def test_image_and_video_queries_use_the_index_model(
     }
     with IndexStore.open(root, model_meta=meta, create=True) as store:
         for name in ("still.jpg", "still.png"):
-            crop = center_crop_resize(read_image_rgb(media_dir / name))
+            crop = center_crop_resize(read_rgb(media_dir / name))
             code = model.encode(crop[None])[0]
             content = content_of(name)
             store.write_video(

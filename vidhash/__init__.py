@@ -2,7 +2,7 @@
 
 Data path: ``video/`` (decode, sample) -> ``transforms`` (crop+resize) -> ``models/``
 (backbone, PSP, hash head) -> ``index/`` (Parquet store, Hamming search) -> ``eval/``
-(MAP@K, reports). ``cli/`` and ``pipeline`` compose them.
+(MAP@K, reports). ``ingest/``, ``query`` and ``cli/`` compose them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ __all__ = ["Index", "__version__"]
 def __getattr__(name: str):
     # Lazy, so `import vidhash` does not pull in faiss/pyarrow for the CLI's --help.
     if name == "Index":
-        from vidhash.index.search import Index
+        from vidhash.query import Index  # the index layer's Index, plus image/video queries
 
         return Index
     raise AttributeError(name)

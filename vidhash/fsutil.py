@@ -19,8 +19,12 @@ _HASH_CHUNK = 1 << 20
 
 
 @contextlib.contextmanager
-def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path beside ``final``; on success fsync and rename it into place."""
+def atomic_path(final: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path]:
+    """Yield a temp path beside ``final``; on success fsync and rename it into place.
+
+    ``fsync=False`` keeps the rename atomic but leaves durability to one later
+    :func:`sync_files` (many small files: one fsync each costs more than writing them).
+    """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=final.suffix, dir=final.parent)
@@ -31,8 +35,9 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
+        if fsync:
+            with open(tmp_path, "rb+") as fh:
+                os.fsync(fh.fileno())
         os.replace(tmp_path, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -50,10 +55,31 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def atomic_write_bytes(final: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(final: str | os.PathLike, data: bytes, *, fsync: bool = True) -> None:
     """Write ``data`` to ``final`` atomically."""
-    with atomic_path(final) as tmp:
+    with atomic_path(final, fsync=fsync) as tmp:
         tmp.write_bytes(data)
+
+
+def sync_files(folder: str | os.PathLike, paths: list[Path]) -> None:
+    """Make files written with ``fsync=False`` durable: one syncfs (Linux), else fsync each."""
+    if not paths:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            if ctypes.CDLL(None, use_errno=True).syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def remove_stale_temps(directory: str | os.PathLike) -> int:

@@ -6,85 +6,9 @@ import json
 from pathlib import Path
 
 import click
-import numpy as np
 
-from vidhash.errors import InputError, ModelMismatchError, UsageError
-
-
-def _frame_at(video: Path, seconds: float, backend: str = "pyav") -> np.ndarray:
-    """The frame on screen at pts ``seconds`` (last frame with pts <= t), upright RGB uint8.
-
-    Seconds are on the stream's clock, like the ``pts_time`` the index reports.
-    """
-    from vidhash.errors import DecodeError
-    from vidhash.video.stream import open_video
-
-    try:
-        with open_video(video, backend=backend) as stream:
-            duration = stream.info.duration
-            start = stream.info.start_time or 0.0
-            if duration is not None and seconds > start + duration:
-                raise UsageError(f"--at {seconds} is past the end of {video} ({duration:.2f} s)")
-            target = seconds  # the stream clock, as the index's pts_time values are
-            stream.seek(target)
-            chosen = None
-            for frame in stream.frames():
-                if chosen is not None and frame.pts_time > target + 1e-4:
-                    break
-                chosen = frame
-            if chosen is None:
-                raise InputError(f"no decodable frame at {seconds} s in {video}")
-            return chosen.rgb()
-    except DecodeError as exc:
-        raise InputError(f"cannot read {video}: {exc}") from None
-
-
-def _query_pixels(
-    image: str | None, video: str | None, at: float | None, backend: str = "pyav"
-) -> np.ndarray:
-    from vidhash.errors import DecodeError
-    from vidhash.transforms import center_crop_resize
-    from vidhash.video.sampling import read_image_rgb
-
-    if image is not None:
-        path = Path(image)
-        if not path.is_file():
-            raise InputError(f"query image not found: {path}")
-        try:
-            rgb = read_image_rgb(path)
-        except DecodeError:
-            raise InputError(f"not a readable image: {path}") from None
-    else:
-        path = Path(video)
-        if not path.is_file():
-            raise InputError(f"query video not found: {path}")
-        rgb = _frame_at(path, at, backend)
-    return center_crop_resize(rgb)
-
-
-def _encode(pixels: np.ndarray, meta: dict, model: str | None, device: str) -> np.ndarray:
-    """Encode the query with the index's own model; any other model is refused."""
-    from vidhash.errors import CheckpointError
-    from vidhash.models import load_model
-
-    name = model or meta.get("model_name")
-    if not name:
-        raise UsageError("the index does not name its model; pass --model CHECKPOINT")
-    try:
-        net = load_model(name, device=device)
-    except CheckpointError as exc:
-        if model is None:
-            raise UsageError(
-                f"cannot load the index's model {name!r} ({exc}); pass --model CHECKPOINT, "
-                f"the file with sha256 {meta['model_id'][:16]}..."
-            ) from None
-        raise
-    if net.model_id != meta["model_id"]:
-        raise ModelMismatchError(
-            f"model {name} ({net.model_id[:16]}) is not the index's model "
-            f"({meta['model_id'][:16]}, {meta.get('model_name')})"
-        )
-    return net.encode(pixels[None])[0]
+from vidhash.errors import InputError, UsageError
+from vidhash.video.stream import backend_names
 
 
 @click.command("search")
@@ -97,7 +21,7 @@ def _encode(pixels: np.ndarray, meta: dict, model: str | None, device: str) -> n
 @click.option("--radius", help="Only hits within this Hamming distance.")
 @click.option(
     "--backend",
-    type=click.Choice(["pyav", "ffmpeg", "opencv"]),
+    type=click.Choice(backend_names()),
     default="pyav",
     show_default=True,
     help="Decoder for --video.",
@@ -140,16 +64,16 @@ def command(
         raise UsageError("--video and --at go together")
     if exclude_same_video and keyframe_id is None:
         raise UsageError("--exclude-same-video applies to --keyframe queries")
-    if video is not None:
-        from vidhash.video.stream import require_backend
-
-        require_backend(backend)
     if sheet is not None and Path(sheet).suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp"):
         raise UsageError(f"--sheet must end in .jpg or .png, got {sheet}")
 
-    from vidhash.index.search import Index
     from vidhash.index.sheet import load_rgb
+    from vidhash.query import Index, frame_pixels, image_pixels
 
+    if video is not None:
+        query_pixels = frame_pixels(video, seconds, backend)  # checks the backend first
+    elif image is not None:
+        query_pixels = image_pixels(image)
     index = Index.open(index_dir)
     query: dict = {}
     if keyframe_id is not None:
@@ -167,8 +91,7 @@ def command(
             "pts_time": float(row["pts_time"]),
         }
     else:
-        query_pixels = _query_pixels(image, video, seconds, backend)
-        code = _encode(query_pixels, index.meta, model, device)
+        code = index.encode(query_pixels, model, device)
         exclude = None
         query = {"image": image} if image else {"video": video, "at": seconds}
     hits = index.search(code, k=top_k, radius=max_distance, exclude_video_ids=exclude)[0]

@@ -27,6 +27,7 @@ import numpy as np
 from vidhash.errors import InputError, UsageError
 from vidhash.eval import metrics
 from vidhash.fsutil import atomic_path, atomic_write_bytes
+from vidhash.media import read_rgb
 from vidhash.transforms import center_crop_resize
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -141,11 +142,8 @@ def split_protocol(
 
 
 def load_image(path: Path, size: int = 224) -> np.ndarray:
-    """RGB uint8 ``size`` x ``size`` through the shared center crop + resize."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError(f"unreadable image: {path}")
-    return center_crop_resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size)
+    """RGB uint8 ``size`` x ``size``: the one image reader, then the shared crop + resize."""
+    return center_crop_resize(read_rgb(path), size)
 
 
 def encode_paths(
@@ -171,7 +169,7 @@ def encode_paths(
             try:
                 images.append(load_image(paths[i]))
                 rows.append(i)
-            except (ValueError, OSError, cv2.error) as exc:
+            except (InputError, ValueError, OSError, cv2.error) as exc:
                 errors.append(f"{paths[i]}: {' '.join(str(exc).split())}")
         if images:
             codes[rows] = encode(np.stack(images))

@@ -2,8 +2,9 @@
 
 - ``codes``: the one code layout (``np.packbits`` order, unpadded, padded to 64 bits only
   for search);
-- ``store``: the Parquet directory (``IndexStore``), crash-safe per-input parts;
-- ``search``: exact Hamming top-k over FAISS (``Index``, re-exported as ``vidhash.Index``);
+- ``layout``: schemas and where files live; ``parts``: commit records, recovery, checks;
+  ``owners``: one owner per content; ``images``: keyframe JPEGs; ``store``: ``IndexStore``;
+- ``search``: exact Hamming top-k over FAISS (``Index``; ``vidhash.Index`` adds queries);
 - ``annotate``: concept labels from a CSV; ``sheet``: contact sheets of results.
 
 Submodules are imported explicitly, so ``import vidhash.index`` stays cheap.

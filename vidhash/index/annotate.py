@@ -21,7 +21,8 @@ from pathlib import Path, PurePath
 import pandas as pd
 
 from vidhash.errors import InputError
-from vidhash.index.store import PRIMARY_STATUSES, IndexStore
+from vidhash.index.layout import PRIMARY_STATUSES
+from vidhash.index.store import IndexStore
 
 REQUIRED = ("concept", "group")
 SCOPES = ("keyframe_id", "video")

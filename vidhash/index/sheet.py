@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from vidhash.fsutil import atomic_path
+from vidhash.media import read_rgb
 
 TILE = 160
 PAD = 8
@@ -142,11 +143,10 @@ def make_contact_sheet(
 
 
 def load_rgb(path: str | os.PathLike | None) -> np.ndarray | None:
-    """Read an image file as RGB uint8 (None when there is no file), for sheet tiles."""
+    """An image file as upright RGB uint8 (None when there is no file), for sheet tiles."""
     if path is None or not Path(path).is_file():
         return None
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+    return read_rgb(path)
 
 
 def hit_caption(video_path: str, pts_time: float, distance: int) -> str:

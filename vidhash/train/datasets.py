@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from vidhash.errors import InputError
+from vidhash.media import read_rgb
 from vidhash.transforms import center_crop_box, center_crop_resize
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm"}
@@ -46,15 +47,6 @@ VOC2012_LABELS = [
     "tvmonitor",
 ]
 IGNORE_INDEX = 255
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """Decode an image file to HxWx3 RGB uint8 (PIL handles palette/grey/CMYK)."""
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is the same input error
-        raise InputError(f"cannot read image {path}: {exc}") from exc
 
 
 def crop_mask(mask: np.ndarray, size: int) -> np.ndarray:

@@ -6,7 +6,7 @@ Public API::
     open_video(path, backend="pyav") -> VideoStream
     probe(path, backend="pyav") -> VideoInfo
     iter_keyframes(path, *, video_hash, every=2.0, count=None, mode="fast",
-                   backend="pyav", size=224) -> Iterator[Keyframe]
+                   backend="pyav", size=224, facts=None) -> Iterator[Keyframe]
 """
 
 from vidhash.video.discover import Discovered, Skipped, discover

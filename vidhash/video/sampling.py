@@ -41,6 +41,7 @@ import numpy as np
 
 from vidhash.errors import DecodeError, UsageError
 from vidhash.fsutil import keyframe_id
+from vidhash.media import read_rgb
 from vidhash.transforms import DEFAULT_SIZE, center_crop_resize
 from vidhash.video.discover import IMAGE_EXTENSIONS
 from vidhash.video.stream import DecodedFrame, VideoInfo, VideoStream, open_video
@@ -227,7 +228,17 @@ def _can_continue(stream: VideoStream, cursor: _Cursor, t: float) -> bool:
     return i == len(keys) or keys[i] > t + _EPS
 
 
-# -- the per-video generator the extract and index stages share -----------------------------
+def frame_at(stream: VideoStream, t: float) -> DecodedFrame:
+    """The frame on screen at ``t`` (exact mode's rule), for a query; DecodeError if none."""
+    step = 1.0 / stream.info.frame_rate if stream.info.frame_rate else 0.04
+    run = _Run(stream, gap_limit=2 * step, duration=stream.info.duration or 0.0)
+    frame = next(_seek_sampling(run, [t], tolerance=0.0, fast=False), None)
+    if frame is None:
+        raise DecodeError(run.problem or f"no decodable frame at {t:.3f} s")
+    return frame
+
+
+# -- the per-video generator the ingest and query share -----------------------------
 
 
 @dataclass(frozen=True)
@@ -248,14 +259,7 @@ def is_image_path(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
-    """A still image as upright RGB uint8 (OpenCV applies the EXIF orientation)."""
-    import cv2
-
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise DecodeError("not a readable image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+HEADER_FACTS = ("duration", "frame_rate", "width", "height", "rotation", "codec", "container")
 
 
 def iter_keyframes(
@@ -267,39 +271,30 @@ def iter_keyframes(
     mode: str = "fast",
     backend: str = "pyav",
     size: int = DEFAULT_SIZE,
+    facts: dict | None = None,
 ) -> Iterator[Keyframe]:
     """Sample, upright and preprocess one video (or a still image: one keyframe at 0).
 
     Yields keyframes in time order; if decoding fails part way it yields what it got and
-    then raises DecodeError with a one-line reason.
+    then raises DecodeError with a one-line reason. ``facts``, when given, receives the
+    header facts (:data:`HEADER_FACTS`), read from the one open of the file.
     """
+    facts = {} if facts is None else facts
     if is_image_path(path):
-        rgb = read_image_rgb(path)
+        rgb = read_rgb(path)
+        facts.update(width=rgb.shape[1], height=rgb.shape[0], rotation=0)
         yield _keyframe(video_hash, 0.0, 0, 0, rgb, size)
         return
     with open_video(path, backend=backend) as stream:
-        yield from keyframes_from_stream(
-            stream, video_hash=video_hash, every=every, count=count, mode=mode, size=size
-        )
-
-
-def keyframes_from_stream(
-    stream: VideoStream,
-    *,
-    video_hash: str,
-    every: float | None = 2.0,
-    count: int | None = None,
-    mode: str = "fast",
-    size: int = DEFAULT_SIZE,
-) -> Iterator[Keyframe]:
-    """``iter_keyframes`` on an already open stream (callers that also want ``stream.info``
-    open the file once instead of twice)."""
-    for frame in sample_frames(stream, every=every, count=count, mode=mode):
-        try:
-            rgb = frame.rgb()
-        except Exception as exc:  # a library error converting pixels of a damaged frame
-            raise DecodeError(f"cannot convert frame at {frame.pts_time:.3f} s: {exc}") from exc
-        yield _keyframe(video_hash, frame.pts_time, frame.frame_index, frame.rotation, rgb, size)
+        facts.update({name: getattr(stream.info, name) for name in HEADER_FACTS})
+        for frame in sample_frames(stream, every=every, count=count, mode=mode):
+            try:
+                rgb = frame.rgb()
+            except Exception as exc:  # a library error converting pixels of a damaged frame
+                raise DecodeError(f"cannot convert frame at {frame.pts_time:.3f} s: {exc}") from exc
+            yield _keyframe(
+                video_hash, frame.pts_time, frame.frame_index, frame.rotation, rgb, size
+            )
 
 
 def _keyframe(

@@ -1,0 +1,107 @@
+"""The Ray distributor: the runner's frame source spread over a Ray cluster.
+
+Only *where* the work runs changes: the driver plans with the same planner, Ray Data runs
+:func:`vidhash.ingest.frames.item_events` as CPU tasks (one block per input, JPEGs encoded
+there by the one encoder, so only their bytes travel) and the model in an actor pool (GPU
+actors when asked), and the driver's runner commits each finished input into the same
+sink. So the index (ids, codes, rows, JPEG bytes) is the local engine's.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from vidhash.ingest.frames import Done, Frame, item_events
+from vidhash.ingest.options import IngestOptions
+from vidhash.ingest.plan import WorkItem
+
+
+def _rows(record: dict[str, Any], options: IngestOptions, pixels: bool) -> Iterator[dict]:
+    """One input's events as Ray rows: the pixels as a tensor column (for the actors), the
+    rest of the event pickled (Ray pickles what it moves anyway)."""
+    blank = np.zeros((options.size, options.size, 3) if pixels else (1, 1, 3), np.uint8)
+    for event in item_events(WorkItem(**record), options, pixels):
+        image = getattr(event, "image", None)
+        if isinstance(event, Frame):
+            event.image = None
+        yield {
+            "end": isinstance(event, Done),
+            "image": blank if image is None else image,
+            "event": pickle.dumps(event),
+        }
+
+
+class _EncodeActor:
+    """Holds the model once per actor; turns image batches into packed codes."""
+
+    def __init__(self, model: str, device: str) -> None:
+        from vidhash.models import load_model
+
+        self.model = load_model(model, device=device)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        frames = ~batch["end"].astype(bool)
+        codes = np.zeros((len(frames), (self.model.code_bits + 7) // 8), np.uint8)
+        if frames.any():
+            codes[frames] = self.model.encode(np.stack(batch["image"][frames]))
+        out = {k: v for k, v in batch.items() if k != "image"}
+        out["code"] = codes
+        return out
+
+
+@dataclass
+class RayDistributor:
+    """Decode tasks and (with ``model``) an encoding actor pool on a Ray cluster.
+
+    ``address``: a cluster to join (``auto``, ``ray://head:10001``), or None for a local
+    instance. ``model``: the shipped name or checkpoint path the actors load (None:
+    extract, no model).
+    """
+
+    model: str | None = None
+    address: str | None = None
+    num_gpus_per_worker: float = 0.0
+    decode_cpus: float = 1.0
+    num_actors: int | None = None
+    device: str = "cpu"
+    progress: bool = True
+
+    def events(
+        self, items: list[WorkItem], options: IngestOptions, pixels: bool
+    ) -> Iterator[Frame | Done]:
+        if not items:
+            return
+        if pixels and self.model is None:
+            raise ValueError("RayDistributor(model=...) names the model its actors load")
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=self.address, ignore_reinit_error=True, log_to_driver=False)
+        ray.data.DataContext.get_current().enable_progress_bars = self.progress
+        records = [asdict(item) for item in items]
+        encode = self.model is not None and pixels
+        dataset = ray.data.from_items(records, override_num_blocks=len(records)).flat_map(
+            _rows, fn_kwargs={"options": options, "pixels": encode}, num_cpus=self.decode_cpus
+        )
+        if encode:
+            pool = self.num_actors or max(1, int(ray.available_resources().get("GPU", 0)) or 1)
+            device = "cuda" if self.num_gpus_per_worker > 0 else self.device
+            dataset = dataset.map_batches(
+                _EncodeActor,
+                fn_constructor_kwargs={"model": self.model, "device": device},
+                batch_size=options.batch_size,
+                batch_format="numpy",
+                num_gpus=self.num_gpus_per_worker,
+                compute=ray.data.ActorPoolStrategy(size=pool),
+            )
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            for i, data in enumerate(batch["event"]):
+                event = pickle.loads(data)
+                if encode and isinstance(event, Frame):
+                    event.code = np.asarray(batch["code"][i], np.uint8).tobytes()
+                yield event

@@ -1,0 +1,317 @@
+"""The runner: plan -> frame source (spread by a distributor) -> [model] -> sink, one Summary.
+
+``extract`` is the runner without a model into a folder sink; ``build_index`` the runner
+with the model into the index sink. A *distributor* runs the frame source over the work
+items and yields its events: :class:`LocalDistributor` (decode threads feeding one
+bounded queue, the default) or :class:`vidhash.ingest.ray.RayDistributor` (Ray Data
+tasks, the model in an actor pool). Everything else is this module's, so both engines
+keep the same resume, incremental and healing rules and write the same bytes.
+
+Memory stays flat: at most ``queue_size`` events wait between the decode threads and the
+model, at most ``batch_size`` crops wait for their codes, and an input's rows are
+committed (one atomic part) as soon as its last keyframe has its code. Decoding (PyAV,
+mostly outside the GIL) and inference (torch, outside the GIL) overlap through the queue.
+A crash loses at most the inputs in flight; a rerun redoes exactly those.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from vidhash.ingest.frames import Done, Frame, item_events
+from vidhash.ingest.options import IngestOptions
+from vidhash.ingest.plan import WorkItem, make_plan
+from vidhash.ingest.sinks import Encoder, Sink, open_folder, open_index
+from vidhash.video.discover import discover
+
+
+class Distributor(Protocol):
+    """Runs the frame source over work items and yields its events (an input's frames may
+    arrive in any order, and after its Done: the Done carries the frame count)."""
+
+    def events(
+        self, items: list[WorkItem], options: IngestOptions, pixels: bool
+    ) -> Iterator[Frame | Done]: ...
+
+
+@dataclass
+class Summary:
+    """What a run did (``to_dict()`` is the ``--json`` output); the same for both commands.
+
+    Status counts cover every input as it stands after the run; ``processed`` inputs were
+    recorded anew (decoded, or skipped/unreadable), the others are ``unchanged``.
+    """
+
+    out: str
+    model_id: str | None = None
+    inputs: int = 0
+    processed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    ok: int = 0
+    partial: int = 0
+    failed: int = 0
+    skipped: int = 0
+    duplicate: int = 0
+    keyframes: int = 0  # made by this run
+    seconds: float = 0.0
+    keyframes_per_second: float = 0.0
+    problems: list[dict[str, str]] = field(default_factory=list)
+    check: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every input is ok, skipped or a duplicate; 1 when some failed or are partial."""
+        return 1 if (self.failed or self.partial) else 0
+
+    def record(self, row: dict[str, Any], processed: bool) -> None:
+        status = row["status"]
+        setattr(self, status, getattr(self, status) + 1)
+        if processed:
+            self.processed += 1
+        else:
+            self.unchanged += 1
+        if status in ("partial", "failed", "skipped"):
+            problem = {"path": row["video_path"], "status": status, "error": row["error"] or ""}
+            self.problems.append(problem)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "exit_code": self.exit_code}
+
+    def lines(self) -> list[str]:
+        """The text report: one summary line, the check's line, then one line per problem."""
+        out = [
+            f"{self.out}: {self.inputs} inputs: {self.ok} ok, {self.partial} partial, "
+            f"{self.failed} failed, {self.skipped} skipped, {self.duplicate} duplicate "
+            f"({self.processed} processed, {self.unchanged} unchanged, {self.removed} removed); "
+            f"{self.keyframes} keyframes in {self.seconds:.1f} s "
+            f"({self.keyframes_per_second:.1f} keyframes/s)"
+        ]
+        check = self.check
+        if check.get("full") or check.get("damaged"):
+            out.append(
+                f"check: {check['parts']} keyframes parts, {check['images']} images; "
+                f"{len(check['damaged'])} damaged, {check['repaired']} repaired by processing "
+                "them again"
+            )
+            out += [f"  damaged: {d['path']}: {d['reason']}" for d in check["damaged"]]
+        return out + [f"  {p['status']}: {p['path']}: {p['error']}" for p in self.problems]
+
+
+class LocalDistributor:
+    """Decode threads (``options.workers``) feeding one bounded queue: the default engine."""
+
+    _END = object()
+
+    def events(
+        self, items: list[WorkItem], options: IngestOptions, pixels: bool
+    ) -> Iterator[Frame | Done]:
+        events: queue.Queue = queue.Queue(maxsize=options.queue_size)
+        todo: queue.SimpleQueue = queue.SimpleQueue()
+        for item in items:
+            todo.put(item)
+        stop = threading.Event()
+
+        def worker() -> None:
+            while not stop.is_set():
+                try:
+                    item = todo.get_nowait()
+                except queue.Empty:
+                    break
+                for event in item_events(item, options, pixels):
+                    if stop.is_set():
+                        return
+                    events.put(event)
+            events.put(self._END)
+
+        threads = [
+            threading.Thread(target=worker, daemon=True)
+            for _ in range(max(1, min(options.workers or 1, len(items))))
+        ]
+        for t in threads:
+            t.start()
+        running = len(threads)
+        try:
+            while running:
+                event = events.get()
+                if event is self._END:
+                    running -= 1
+                    continue
+                yield event
+        finally:
+            stop.set()
+            # Unblock producers waiting on a full queue so the threads can exit.
+            while any(t.is_alive() for t in threads):
+                with contextlib.suppress(queue.Empty):
+                    events.get(timeout=0.05)
+
+
+@dataclass
+class _Pending:
+    """An input in flight: its rows so far, and how many still wait for their codes."""
+
+    item: WorkItem
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    waiting: int = 0
+    done: Done | None = None
+
+
+def run(
+    found: Any,
+    sink: Sink,
+    options: IngestOptions,
+    *,
+    encoder: Encoder | None = None,
+    distributor: Distributor | None = None,
+    verify: bool = False,
+    progress: bool = True,
+) -> Summary:
+    """Plan ``found`` (discovered inputs) against ``sink`` and carry the plan out."""
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    plan = make_plan(found, sink, options, full_check=verify)
+    summary = Summary(out=str(sink.root), model_id=getattr(encoder, "model_id", None))
+    summary.inputs = plan.inputs
+    damaged = plan.check.damaged
+    summary.check = {
+        "full": verify,
+        "parts": plan.check.parts,
+        "images": plan.check.images,
+        "damaged": [{"path": p, "reason": r} for p, r in sorted(damaged.items())],
+        "repaired": len(plan.repaired),
+    }
+    summary.removed = len(sink.drop_videos(plan.removed))
+    for row in plan.unchanged:
+        summary.record(row, processed=False)
+    for row in plan.refresh:
+        sink.write_row(row)  # a touched file: keep its keyframes, remember its new stat
+        summary.record(row, processed=False)
+    for row in plan.rows:
+        summary.record({**row, "status": sink.commit(row)}, processed=True)
+
+    sampling = options.fingerprint()
+    pending = {item.path: _Pending(item) for item in plan.todo}
+    batch: list[tuple[_Pending, dict[str, Any], np.ndarray]] = []
+    bar = tqdm(total=len(plan.todo), unit="input", desc="ingest", disable=not progress)
+
+    def finish(state: _Pending) -> None:
+        done = state.done
+        if done is None or state.waiting or len(state.rows) < done.frames:
+            return  # frames still on their way (Ray may deliver an input's Done first)
+        item = state.item
+        status = "ok" if done.error is None else ("partial" if state.rows else "failed")
+        row = {
+            **done.facts,
+            "video_path": item.path,
+            "content_hash": item.content_hash,
+            "size_bytes": item.size_bytes,
+            "mtime_ns": item.mtime_ns,
+            "kind": item.kind,
+            "status": status,
+            "error": done.error,
+            "sampling": sampling,
+        }
+        status = sink.commit(row, state.rows)
+        summary.record({**row, "status": status}, processed=True)
+        summary.keyframes += len(state.rows) if status != "duplicate" else 0
+        del pending[item.path]
+        bar.update(1)
+        bar.set_postfix_str(f"{summary.keyframes} keyframes")
+
+    def flush() -> None:
+        if not batch:
+            return
+        codes = encoder.encode(np.stack([image for _, _, image in batch]))
+        for (state, row, _), code in zip(batch, codes, strict=True):
+            row["code"] = code.tobytes()
+            state.waiting -= 1
+        states = {id(state): state for state, _, _ in batch}
+        batch.clear()
+        for state in states.values():
+            finish(state)
+
+    try:
+        for event in (distributor or LocalDistributor()).events(
+            plan.todo, options, pixels=encoder is not None
+        ):
+            state = pending[event.path]
+            if isinstance(event, Done):
+                state.done = event
+                finish(state)
+                continue
+            row = event.row
+            if event.jpeg is not None:
+                row["image_path"] = sink.write_image(row["keyframe_id"], event.jpeg)
+            state.rows.append(row)
+            if event.code is not None or encoder is None:
+                row["code"] = event.code
+                continue
+            state.waiting += 1
+            batch.append((state, row, event.image))
+            if len(batch) >= options.batch_size:
+                flush()
+        flush()
+    finally:
+        bar.close()
+    summary.problems.sort(key=lambda p: p["path"])
+    summary.seconds = round(time.perf_counter() - started, 3)
+    summary.keyframes_per_second = round(summary.keyframes / max(summary.seconds, 1e-9), 2)
+    return summary
+
+
+def extract(
+    inputs: str | os.PathLike | list,
+    out: str | os.PathLike,
+    options: IngestOptions | None = None,
+    *,
+    distributor: Distributor | None = None,
+    verify: bool = False,
+    progress: bool = True,
+) -> Summary:
+    """Keyframe JPEGs and their tables for every input, into the folder ``out``."""
+    options = (options or IngestOptions()).validate()
+    found = discover(inputs)
+    with open_folder(out) as sink:
+        return run(found, sink, options, distributor=distributor, verify=verify, progress=progress)
+
+
+def build_index(
+    inputs: str | os.PathLike | list,
+    out: str | os.PathLike,
+    model: str | Encoder = "default",
+    options: IngestOptions | None = None,
+    *,
+    reindex: bool = False,
+    device: str = "cpu",
+    distributor: Distributor | None = None,
+    verify: bool = False,
+    progress: bool = True,
+) -> Summary:
+    """Index every input into ``out`` with ``model`` (a shipped name, a checkpoint path or
+    a loaded network). A model other than the index's is refused unless ``reindex``."""
+    from vidhash.models import load_model
+
+    options = (options or IngestOptions()).validate()
+    found = discover(inputs)
+    encoder = load_model(model, device=device) if isinstance(model, str) else model
+    source = model if isinstance(model, str) else None
+    with open_index(out, encoder, source, reindex=reindex) as sink:
+        return run(
+            found,
+            sink,
+            options,
+            encoder=encoder,
+            distributor=distributor,
+            verify=verify,
+            progress=progress,
+        )

@@ -1,0 +1,143 @@
+"""Queries that need the index's model: a picture, or the frame on screen at t of a video.
+
+Contract: a query is preprocessed exactly as indexing does (the one image reader, the one
+center crop; for a video the frame *exact* sampling would deliver at t) and encoded by
+the very model that made the index's codes. Which model that is, is checked before
+anything is encoded: the index's ``meta`` records the model's sha256 (``model_id``), its
+name (a shipped name, or a checkpoint's absolute path) and the vidhash version. When that
+model cannot be loaded any more (a newer vidhash ships another ``default``, a checkpoint
+was moved or changed), the query fails in one line naming the index's model and how to
+rebuild it; keyframe-id searches, which need no model, keep working.
+
+``vidhash.Index`` is :class:`Index` here: the index layer's ``Index`` (which never imports
+torch) plus :meth:`Index.search_image` and :meth:`Index.search_frame`. Used by
+``vidhash search`` and the Python API.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vidhash.errors import DecodeError, InputError, ModelMismatchError, UsageError
+from vidhash.fsutil import content_hash
+from vidhash.index import search
+from vidhash.index.store import describe_model, rebuild_hint
+from vidhash.media import read_rgb
+from vidhash.models import SHIPPED_NAMES, load_model, shipped_models
+from vidhash.transforms import DEFAULT_SIZE, center_crop_resize
+from vidhash.video.sampling import frame_at
+from vidhash.video.stream import open_video, require_backend
+
+
+def available_model_id(name: str) -> tuple[str | None, str]:
+    """The sha256 that ``name`` loads here and now (None when nothing), and what it is."""
+    registry = shipped_models()
+    if name in registry:
+        sha = registry[name]["sha256"]
+        return sha, f"this vidhash's {name} is sha256 {sha[:12]}"
+    if name in SHIPPED_NAMES:
+        return None, f"this vidhash ships no {name}"
+    path = Path(name)
+    if not path.is_file():
+        return None, f"{path} no longer exists"
+    sha = content_hash(path)
+    return sha, f"{path} now has sha256 {sha[:12]}"
+
+
+def index_model(
+    root: str | os.PathLike, meta: dict[str, Any], model: str | None = None, device: str = "cpu"
+):
+    """The network that made the index's codes (``model`` overrides the recorded name).
+
+    Raises :class:`ModelMismatchError` (one line) when it is not that network.
+    """
+    name = model or meta.get("model_name")
+    if not name:
+        raise UsageError(f"index {root} does not name its model; give the checkpoint")
+    if model is None:
+        sha, what = available_model_id(name)
+        if sha != meta["model_id"]:
+            raise ModelMismatchError(
+                f"index {root} was built with model {describe_model(meta)}, which is not "
+                f"available ({what}); keyframe searches still work; " + rebuild_hint(root)
+            )
+    net = load_model(name, device=device)
+    if net.model_id != meta["model_id"]:
+        raise ModelMismatchError(
+            f"model {name} ({net.model_id[:16]}) is not the index's model "
+            f"({meta['model_id'][:16]}, {meta.get('model_name')})"
+        )
+    return net
+
+
+def image_pixels(image: str | os.PathLike | np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarray:
+    """A query picture (a file, or RGB uint8 pixels) preprocessed as keyframes are."""
+    if not isinstance(image, np.ndarray):
+        path = Path(image)
+        if not path.is_file():
+            raise InputError(f"query image not found: {path}")
+        image = read_rgb(path)
+    return center_crop_resize(np.asarray(image, np.uint8), size)
+
+
+def frame_pixels(
+    video: str | os.PathLike, at: float, backend: str = "pyav", size: int = DEFAULT_SIZE
+) -> np.ndarray:
+    """The frame on screen at ``at`` seconds (the stream's clock, as ``pts_time``)."""
+    require_backend(backend)
+    path = Path(video)
+    if not path.is_file():
+        raise InputError(f"query video not found: {path}")
+    try:
+        with open_video(path, backend=backend) as stream:
+            info = stream.info
+            if info.duration is not None and at > info.start_time + info.duration:
+                raise UsageError(f"{at} s is past the end of {path} ({info.duration:.2f} s)")
+            rgb = frame_at(stream, at).rgb()
+    except DecodeError as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+    return center_crop_resize(rgb, size)
+
+
+class Index(search.Index):
+    """``vidhash.Index``: exact Hamming search, plus queries encoded by the index's model."""
+
+    _net: Any = None
+
+    def encode(self, pixels: np.ndarray, model: str | None = None, device: str = "cpu"):
+        """The code of one preprocessed query (size x size RGB) under the index's model."""
+        if self._net is None or model is not None:
+            self._net = index_model(self.root, self.meta, model, device)
+        return self._net.encode(pixels[None])[0]
+
+    def search_image(
+        self,
+        image: str | os.PathLike | np.ndarray,
+        k: int | None = 10,
+        radius: int | None = None,
+        *,
+        model: str | None = None,
+        device: str = "cpu",
+    ) -> list[search.Hit]:
+        """Keyframes that look like a picture (a file or RGB pixels), nearest first."""
+        code = self.encode(image_pixels(image), model, device)
+        return self.search(code, k=k, radius=radius)[0]
+
+    def search_frame(
+        self,
+        video: str | os.PathLike,
+        at: float,
+        k: int | None = 10,
+        radius: int | None = None,
+        *,
+        backend: str = "pyav",
+        model: str | None = None,
+        device: str = "cpu",
+    ) -> list[search.Hit]:
+        """Keyframes that look like the frame on screen at ``at`` s of ``video``."""
+        code = self.encode(frame_pixels(video, at, backend), model, device)
+        return self.search(code, k=k, radius=radius)[0]
