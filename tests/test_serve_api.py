@@ -475,9 +475,9 @@ def test_port_in_use_is_a_usage_error(index_dir: Path) -> None:
 
 def test_upload_decodes_like_the_indexer(tmp_path: Path) -> None:
     """Uploaded bytes give the pixels `vidhash index` reads from the file (EXIF applied)."""
+    from vidhash.media import read_rgb
     from vidhash.serve.query import decode_upload
     from vidhash.transforms import center_crop_resize
-    from vidhash.video.sampling import read_image_rgb
 
     picture = np.zeros((40, 80, 3), np.uint8)
     picture[:, :40] = 255
@@ -486,5 +486,6 @@ def test_upload_decodes_like_the_indexer(tmp_path: Path) -> None:
     exif[0x0112] = 6  # rotate 90 degrees clockwise on display
     path = tmp_path / "rotated.jpg"
     image.save(path, exif=exif.tobytes())
-    expected = center_crop_resize(read_image_rgb(path))
+    expected = center_crop_resize(read_rgb(path))
+    assert expected[0, -1].mean() > 200 and expected[-1, 0].mean() < 50  # upright, not raw
     assert np.array_equal(decode_upload(path.read_bytes(), 10**7), expected)

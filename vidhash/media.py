@@ -25,17 +25,18 @@ from vidhash.errors import InputError
 JPEG_QUALITY = 90
 
 
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """An image file as upright RGB uint8 (EXIF orientation applied)."""
+def read_rgb(source: str | os.PathLike | bytes) -> np.ndarray:
+    """An image file (or its bytes, e.g. an upload) as upright RGB uint8 (EXIF applied)."""
+    name = "upload" if isinstance(source, bytes) else source
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
             upright = ImageOps.exif_transpose(image)
             return np.asarray(upright.convert("RGB"))
     except UnidentifiedImageError as exc:
-        raise InputError(f"cannot read image {path}: unknown image format") from exc
+        raise InputError(f"cannot read image {name}: unknown image format") from exc
     except Exception as exc:  # noqa: BLE001 - every decoder failure is the same input error
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
-        raise InputError(f"cannot read image {path}: {lines[0]}") from exc
+        raise InputError(f"cannot read image {name}: {lines[0]}") from exc
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:

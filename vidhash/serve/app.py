@@ -75,7 +75,7 @@ def create_app(
     import faiss
 
     holder = IndexHolder(index_dir, poll_seconds=poll_seconds)
-    encoder = QueryEncoder()
+    encoder = QueryEncoder(index_dir)
 
     def search(snap: Snapshot, *args) -> tuple[np.ndarray, np.ndarray]:
         """OpenMP's team size is a per-thread setting: set it in the thread that searches."""

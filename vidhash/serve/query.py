@@ -3,26 +3,26 @@
 Contracts:
 
 * :func:`decode_upload` turns the uploaded bytes into the 224x224 RGB crop the model
-  reads, exactly as ``vidhash index`` reads a still image (OpenCV, EXIF orientation
-  applied, ``vidhash.transforms.center_crop_resize``), so an indexed photo uploaded again
-  finds itself at distance 0. It raises :class:`UploadError` (with the HTTP status to
-  answer) for bytes that are no image or an image too large to decode safely.
-* :func:`encode_query` is the one place that loads the index's model, checks its identity
-  (``model.model_id == meta["model_id"]``) and encodes. It will give way to
-  ``vidhash.query`` when that lands: :class:`QueryEncoder` is the only caller.
-* :class:`QueryEncoder` keeps the loaded model (one per model id) and serialises its use
-  with one lock; it is called from worker threads, never from the event loop.
+  reads, exactly as ``vidhash index`` reads a still image (:func:`vidhash.media.read_rgb`,
+  EXIF orientation applied; :func:`vidhash.query.image_pixels`), so an indexed photo
+  uploaded again finds itself at distance 0. It raises :class:`UploadError` (with the
+  HTTP status to answer) for bytes that are no image or an image too large to decode.
+* :class:`QueryEncoder` loads the index's model through :func:`vidhash.query.index_model`
+  (the identity check and the one-line "rebuild it" message for an older model), keeps
+  it (one per model id) and serialises its use with one lock; it is called from worker
+  threads, never from the event loop.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import os
 import threading
 
 import numpy as np
 
-from vidhash.errors import ModelMismatchError, UsageError, VidhashError
+from vidhash.errors import InputError, VidhashError
 
 log = logging.getLogger("vidhash.serve")
 
@@ -37,10 +37,10 @@ class UploadError(ValueError):
 
 def decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
     """The model's input crop of an uploaded image (224x224x3 uint8)."""
-    import cv2
     from PIL import Image, UnidentifiedImageError
 
-    from vidhash.transforms import center_crop_resize
+    from vidhash.media import read_rgb
+    from vidhash.query import image_pixels
 
     if not data:
         raise UploadError(400, "the upload is empty")
@@ -55,38 +55,18 @@ def decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
         raise UploadError(
             413, f"the image is {width}x{height} pixels; the limit is {max_pixels:,} pixels"
         )
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # + EXIF orientation
-    if bgr is None:
-        raise UploadError(415, "the upload is not a readable image")
-    return center_crop_resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-
-
-def encode_query(pixels: np.ndarray, meta: dict, model=None):
-    """Encode one crop with the index's model; returns ``(code, model)``.
-
-    Pass the ``model`` from an earlier call to skip loading it again. Raises
-    ``UsageError``/``CheckpointError`` (or ``OSError``) when the index's model cannot be
-    loaded and ``ModelMismatchError`` when what loads under its name is another model.
-    """
-    from vidhash.models import load_model
-
-    if model is None:
-        name = meta.get("model_name")
-        if not name:
-            raise UsageError("the index does not name its model")
-        model = load_model(name)
-        if model.model_id != meta["model_id"]:
-            raise ModelMismatchError(
-                f"model {name!r} here is {model.model_id[:16]}, not the index's model "
-                f"{meta['model_id'][:16]}"
-            )
-    return model.encode(pixels[None])[0], model
+    try:
+        rgb = read_rgb(data)
+    except InputError:
+        raise UploadError(415, "the upload is not a readable image") from None
+    return image_pixels(rgb)
 
 
 class QueryEncoder:
     """The index's model, loaded once (lazily, or by :meth:`preload`) and kept."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: str | os.PathLike) -> None:
+        self._root = root
         self._lock = threading.Lock()
         self._model = None
         self._model_id: str | None = None
@@ -98,15 +78,17 @@ class QueryEncoder:
             model_id = meta["model_id"]
             if self._failure is not None and self._failure[0] == model_id:
                 raise ModelUnavailable(self._failure[1])
-            model = self._model if self._model_id == model_id else None
-            try:
-                code, model = encode_query(pixels, meta, model)
-            except (VidhashError, OSError) as exc:
-                reason = f"cannot encode images with the index's model: {exc}"
-                self._failure = (model_id, reason)
-                raise ModelUnavailable(reason) from None
-            self._model, self._model_id = model, model_id
-            return code
+            if self._model_id != model_id:
+                from vidhash.query import index_model
+
+                try:
+                    self._model = index_model(self._root, meta)
+                except (VidhashError, OSError) as exc:
+                    reason = f"cannot encode images with the index's model: {exc}"
+                    self._failure = (model_id, reason)
+                    raise ModelUnavailable(reason) from None
+                self._model_id = model_id
+            return self._model.encode(pixels[None])[0]
 
     def preload(self, meta: dict) -> None:
         """Load the model now (call from a background thread); failures are kept."""
