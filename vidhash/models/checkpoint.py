@@ -8,6 +8,7 @@ metrics. Loading parses JSON and raw tensors only; nothing is ever unpickled.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -75,7 +76,9 @@ def build_from_header(header: dict) -> torch.nn.Module:
     backbone = get_backbone(header["backbone"]["name"], weights="none")
     head = header.get("head", {})
     if header["arch"] == "psp-seg":
-        return PSPSegNet(backbone, len(header["seg_classes"]), head["decoder_channels"])
+        return PSPSegNet(
+            backbone, len(header["seg_classes"]), head["decoder_channels"], head.get("neck")
+        )
     if header["arch"] == "psp":
         return PSPHashNet(
             backbone,
@@ -86,9 +89,15 @@ def build_from_header(header: dict) -> torch.nn.Module:
             head["width"],
             head["input"],
             head["pool"],
+            head.get("neck"),
         )
     return BaselineHashNet(
-        backbone, header["code_bits"], len(header["classes"]), head["width"], head["pool"]
+        backbone,
+        header["code_bits"],
+        len(header["classes"]),
+        head["width"],
+        head["pool"],
+        head.get("levels"),
     )
 
 
@@ -106,12 +115,28 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Mod
     except Exception as exc:  # noqa: BLE001 - mismatched or truncated tensors
         raise CheckpointError(f"{path} does not match its header: {_one_line(exc)}") from exc
     model.to(device).eval()
+    _restore_provenance(model, header)
     if isinstance(model, HashNet):
         model.model_id = content_hash(path)
         model.model_name = header.get("name") or path.stem
         model.classes = list(header["classes"])
         model.config = header
     return model, header
+
+
+def _restore_provenance(model: torch.nn.Module, header: dict) -> None:
+    """The rebuilt backbone started random (``weights="none"``) before its tensors were
+    loaded: give it back the header's record of where its weights came from, so a model
+    trained from this checkpoint says the truth (not ``"source": "random"``)."""
+    backbone = getattr(model, "backbone", None)
+    recorded = header.get("backbone", {})
+    if backbone is None or "source" not in recorded:
+        return
+    meta = {**backbone.weights_info.meta}
+    meta.update(
+        {k: v for k, v in recorded.items() if k in ("source", "license", "layer", "layers")}
+    )
+    backbone.weights_info = dataclasses.replace(backbone.weights_info, meta=meta)
 
 
 def _one_line(exc: BaseException) -> str:

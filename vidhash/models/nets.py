@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidhash.models.backbones import Backbone
+from vidhash.models.neck import FusionNeck
 from vidhash.models.psp import PSPDecoder, SegmentationHead
 
 HEAD_INPUTS = ("scores", "stacked", "both")
@@ -127,25 +128,55 @@ class HashNet(nn.Module):
         return np.concatenate(chunks).astype(np.uint8, copy=False)
 
 
-class PSPSegNet(nn.Module):
-    """Phase 1: backbone -> PSPDecoder -> SegmentationHead (log-probs at the mask size)."""
+class _PSPMap(nn.Module):
+    """Backbone -> (neck) -> the 28x28 map the PSP reads: shared by phases 1 and 2.
 
-    def __init__(self, backbone: Backbone, num_classes: int, decoder_channels: int) -> None:
-        super().__init__()
+    A single-map backbone's stride-8 map goes straight in (the first shipped models); a
+    multi-scale backbone's maps are fused by a :class:`FusionNeck` first.
+    """
+
+    backbone: Backbone
+    neck: FusionNeck | None
+
+    def _init_map(self, backbone: Backbone, neck_levels: dict[str, int] | None) -> int:
         self.backbone = backbone
-        self.decoder = PSPDecoder(backbone.out_channels, decoder_channels)
+        if backbone.multi_scale and not neck_levels:
+            raise ValueError(f"{backbone.name} returns several maps: give neck_levels")
+        self.neck = FusionNeck(neck_levels, backbone.levels) if neck_levels else None
+        return self.neck.out_channels if self.neck is not None else backbone.out_channels
+
+    def psp_input(self, backbone_out: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+        """What the backbone returned -> the PSP's 28x28 input map."""
+        return self.neck(backbone_out) if self.neck is not None else backbone_out
+
+
+class PSPSegNet(_PSPMap):
+    """Phase 1: backbone -> (neck) -> PSPDecoder -> SegmentationHead (log-probs)."""
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        num_classes: int,
+        decoder_channels: int,
+        neck_levels: dict[str, int] | None = None,
+    ) -> None:
+        super().__init__()
+        channels = self._init_map(backbone, neck_levels)
+        self.decoder = PSPDecoder(channels, decoder_channels)
         self.seg_head = SegmentationHead(decoder_channels, num_classes)
 
-    def forward_from_features(self, fmap: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        _, fused = self.decoder(fmap)
+    def forward_from_features(self, maps, size: tuple[int, int]) -> torch.Tensor:
+        """Backbone output (cached during training) -> per-pixel log-probabilities."""
+        _, fused = self.decoder(self.psp_input(maps))
         return self.seg_head(fused, size)
 
     def forward(self, images01: torch.Tensor) -> torch.Tensor:
         return self.forward_from_features(self.backbone(images01), images01.shape[-2:])
 
 
-class PSPHashNet(HashNet):
-    """Phase 2, proposed: backbone -> PSP (softmax removed) -> pooled ``head_input`` -> head."""
+class PSPHashNet(HashNet, _PSPMap):
+    """Phase 2, proposed: backbone -> (neck) -> PSP (softmax removed) -> pooled
+    ``head_input`` -> head."""
 
     def __init__(
         self,
@@ -157,12 +188,13 @@ class PSPHashNet(HashNet):
         width: int = 4096,
         head_input: str = "stacked",
         pool: int = 4,
+        neck_levels: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
         if head_input not in HEAD_INPUTS:
             raise ValueError(f"head_input must be one of {HEAD_INPUTS}, got {head_input!r}")
-        self.backbone = backbone
-        self.decoder = PSPDecoder(backbone.out_channels, decoder_channels)
+        channels = self._init_map(backbone, neck_levels)
+        self.decoder = PSPDecoder(channels, decoder_channels)
         self.seg_head = SegmentationHead(decoder_channels, num_seg_classes)
         self.head_input = head_input
         self.pool = pool
@@ -173,15 +205,19 @@ class PSPHashNet(HashNet):
         }[head_input]
         self.head = HashHead(channels * pool * pool, code_bits, num_classes, width)
 
-    def features_from_map(self, fmap: torch.Tensor) -> torch.Tensor:
-        """Backbone map -> the pooled PSP outputs the head reads (flat)."""
-        stacked, fused = self.decoder(fmap)
-        parts = []
-        if self.head_input in ("scores", "both"):
-            parts.append(self.seg_head.scores(fused))
-        if self.head_input in ("stacked", "both"):
-            parts.append(stacked)
-        grid = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+    def features_from_map(self, maps) -> torch.Tensor:
+        """Backbone output -> the pooled PSP outputs the head reads (flat).
+
+        With ``head_input="stacked"`` the fusion conv and classifier are not run: they
+        serve segmentation only.
+        """
+        fmap = self.psp_input(maps)
+        if self.head_input == "stacked":
+            grid = self.decoder.stack(fmap)
+        else:
+            stacked, fused = self.decoder(fmap)
+            scores = self.seg_head.scores(fused)
+            grid = scores if self.head_input == "scores" else torch.cat([scores, stacked], 1)
         return torch.flatten(F.adaptive_avg_pool2d(grid, self.pool), 1)
 
     def head_features(self, images01: torch.Tensor) -> torch.Tensor:
@@ -189,12 +225,17 @@ class PSPHashNet(HashNet):
 
     def segment(self, images01: torch.Tensor) -> torch.Tensor:
         """Per-pixel log-probabilities of the PSP's segmentation classes."""
-        _, fused = self.decoder(self.backbone(images01))
+        _, fused = self.decoder(self.psp_input(self.backbone(images01)))
         return self.seg_head(fused, images01.shape[-2:])
 
 
 class BaselineHashNet(HashNet):
-    """Phase 2, DLBHC baseline: backbone -> the same adaptive pool -> the same head."""
+    """Phase 2, DLBHC baseline: backbone -> the same adaptive pool -> the same head.
+
+    With a multi-scale backbone it reads the same levels the proposed net's neck fuses
+    (``levels``), raw and each pooled to ``pool x pool``: the same backbone knowledge,
+    without anything trained on segmentation masks.
+    """
 
     def __init__(
         self,
@@ -203,14 +244,26 @@ class BaselineHashNet(HashNet):
         num_classes: int,
         width: int = 4096,
         pool: int = 4,
+        levels: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.pool = pool
-        self.head = HashHead(backbone.out_channels * pool * pool, code_bits, num_classes, width)
+        if backbone.multi_scale and not levels:
+            raise ValueError(f"{backbone.name} returns several maps: name the levels to read")
+        self.levels = list(levels or [])
+        channels = (
+            sum(backbone.levels[name] for name in self.levels)
+            if self.levels
+            else backbone.out_channels
+        )
+        self.head = HashHead(channels * pool * pool, code_bits, num_classes, width)
 
-    def features_from_map(self, fmap: torch.Tensor) -> torch.Tensor:
-        return torch.flatten(F.adaptive_avg_pool2d(fmap, self.pool), 1)
+    def features_from_map(self, maps) -> torch.Tensor:
+        if not self.levels:
+            return torch.flatten(F.adaptive_avg_pool2d(maps, self.pool), 1)
+        pooled = [F.adaptive_avg_pool2d(maps[name], self.pool) for name in self.levels]
+        return torch.cat([torch.flatten(p, 1) for p in pooled], 1)
 
     def head_features(self, images01: torch.Tensor) -> torch.Tensor:
         return self.features_from_map(self.backbone(images01))

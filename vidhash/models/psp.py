@@ -61,8 +61,12 @@ class PSPDecoder(nn.Module):
             nn.ReLU(inplace=True),
         )
 
+    def stack(self, x: torch.Tensor) -> torch.Tensor:
+        """The map and its four upsampled streams (2N channels): what the hash head reads."""
+        return torch.cat([x, *(stream(x) for stream in self.streams)], dim=1)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        stacked = torch.cat([x, *(stream(x) for stream in self.streams)], dim=1)
+        stacked = self.stack(x)
         return stacked, self.fuse(stacked)
 
 
@@ -82,6 +86,8 @@ class SegmentationHead(nn.Module):
         return F.log_softmax(up, dim=1)
 
 
-def segmentation_loss(log_probs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """NLL on log-softmax output; pixels labelled 255 are ignored."""
-    return F.nll_loss(log_probs, masks.long(), ignore_index=IGNORE_INDEX)
+def segmentation_loss(
+    log_probs: torch.Tensor, masks: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """NLL on log-softmax output (optionally class-weighted); pixels labelled 255 are ignored."""
+    return F.nll_loss(log_probs, masks.long(), weight=weights, ignore_index=IGNORE_INDEX)
