@@ -21,12 +21,23 @@ from vidhash.errors import UsageError
 @click.option(
     "--out", required=True, type=click.Path(dir_okay=False), help="checkpoint (.safetensors)"
 )
-@click.option("--backbone", default="efficientnet_lite0", show_default=True)
+@click.option(
+    "--backbone",
+    default="efficientnet_lite0_ms",
+    show_default=True,
+    help="a registered backbone (`_ms`: multi-scale, fused by --neck)",
+)
 @click.option(
     "--backbone-weights",
     default="default",
     show_default=True,
     help="'default', 'none' (random init) or a torchvision-format state dict PATH",
+)
+@click.option(
+    "--neck",
+    default="s8:64,s16:128,head:256",
+    show_default=True,
+    help="levels fused into the PSP's 28x28 map and their lateral channels (multi-scale)",
 )
 @click.option("--decoder-channels", default=128, show_default=True, type=int)
 @click.option("--epochs", default=30, show_default=True, type=int)
@@ -36,6 +47,21 @@ from vidhash.errors import UsageError
 @click.option("--momentum", default=0.9, show_default=True, type=float)
 @click.option("--weight-decay", default=1e-4, show_default=True, type=float)
 @click.option("--batch-size", default=32, show_default=True, type=int)
+@click.option("--optimizer", default="sgd", show_default=True, type=click.Choice(["sgd", "adam"]))
+@click.option(
+    "--class-weights",
+    default="none",
+    show_default=True,
+    type=click.Choice(["none", "median-freq"]),
+    help="median-freq: SegNet's class balancing, so rare thin classes count",
+)
+@click.option(
+    "--views",
+    default=1,
+    show_default=True,
+    type=int,
+    help="crops per training image: the center crop + random scale crops and mirrors",
+)
 @click.option(
     "--freeze-backbone/--train-backbone",
     default=True,

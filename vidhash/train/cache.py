@@ -9,6 +9,7 @@ list, the crop size), so a changed model or data set never reads a stale cache.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vidhash.fsutil import atomic_path
+from vidhash.fsutil import atomic_path, atomic_write_bytes
 
 
 def state_digest(module: torch.nn.Module) -> str:
@@ -61,7 +62,7 @@ class ChunkedArray:
 
 
 def cached_outputs(
-    compute: Callable[[torch.Tensor], torch.Tensor],
+    compute: Callable[[torch.Tensor], torch.Tensor | dict[str, torch.Tensor]],
     images: Sequence,
     key_parts: dict,
     cache_dir: str | Path,
@@ -70,14 +71,15 @@ def cached_outputs(
     desc: str = "caching",
     chunk_keys: Sequence[str] | None = None,
     chunk_size: int = 1000,
-) -> ChunkedArray:
+) -> ChunkedArray | dict[str, ChunkedArray]:
     """Outputs of ``compute`` for every ``images[i][0]`` (uint8 HWC), memory-mapped fp16.
 
     ``compute`` takes a float NCHW batch in [0, 1] on ``device`` and returns a tensor with
-    the same leading dimension. The rows are stored in chunks of ``chunk_size``, each
-    built once (atomically) and named by ``key_parts`` + that chunk's own key
-    (``chunk_keys[k]``), so an interrupted run keeps its finished chunks and a larger
-    data set whose list starts with the same files reuses them.
+    the same leading dimension, or a dict of such tensors (a multi-scale backbone's maps:
+    then a dict of arrays comes back, one per name). The rows are stored in chunks of
+    ``chunk_size``, each built once (atomically) and named by ``key_parts`` + that chunk's
+    own key (``chunk_keys[k]``), so an interrupted run keeps its finished chunks and a
+    larger data set whose list starts with the same files reuses them.
     """
     if batch_size is None:  # small on CPU, where batch 4 runs 2-4x faster than 32 (cache-bound)
         batch_size = 4 if str(device).startswith("cpu") else 64
@@ -85,44 +87,58 @@ def cached_outputs(
     n_chunks = -(-len(images) // chunk_size)
     if n_chunks == 0:
         raise ValueError("nothing to cache: empty image list")
-    chunks = []
+    chunks: list[dict[str, np.ndarray]] = []
     for k in range(n_chunks):
         lo, hi = k * chunk_size, min((k + 1) * chunk_size, len(images))
         part = chunk_keys[k] if chunk_keys is not None else f"{k}/{n_chunks}"
-        final = cache_dir / f"{cache_key({**key_parts, 'chunk': part, 'rows': hi - lo})}.npy"
-        if not final.is_file():
-            _build_chunk(compute, images, lo, hi, final, batch_size, device,
+        stem = cache_key({**key_parts, "chunk": part, "rows": hi - lo})
+        index = cache_dir / f"{stem}.json"
+        if not index.is_file():
+            _build_chunk(compute, images, lo, hi, cache_dir, stem, batch_size, device,
                          f"{desc} {k + 1}/{n_chunks}")  # fmt: skip
-        chunks.append(np.load(final, mmap_mode="r"))
-    return ChunkedArray(chunks)
+        names = json.loads(index.read_text())["arrays"]
+        chunks.append({name: np.load(cache_dir / f"{stem}{name}.npy", mmap_mode="r")
+                       for name in names})  # fmt: skip
+    names = list(chunks[0])
+    arrays = {name: ChunkedArray([c[name] for c in chunks]) for name in names}
+    return arrays[""] if names == [""] else arrays
 
 
-def _build_chunk(compute, images, lo, hi, final, batch_size, device, desc) -> None:
+def _build_chunk(compute, images, lo, hi, cache_dir, stem, batch_size, device, desc) -> None:
+    """Write one chunk's arrays (``<stem><name>.npy``), then its index ``<stem>.json``: the
+    index is the commit record, so a chunk interrupted half-way is simply rebuilt."""
     started = time.time()
-    out: np.ndarray | None = None
-    with atomic_path(final) as tmp, torch.inference_mode():
+    out: dict[str, np.ndarray] = {}
+    with contextlib.ExitStack() as stack, torch.inference_mode():
         for start in tqdm(range(lo, hi, batch_size), desc=desc, unit="batch", leave=False):
             stop = min(start + batch_size, hi)
             batch = np.stack([images[i][0] for i in range(start, stop)])
             x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-            y = compute(x).float().cpu().numpy().astype(np.float16)
-            if out is None:
-                out = np.lib.format.open_memmap(
-                    tmp, mode="w+", dtype=np.float16, shape=(hi - lo, *y.shape[1:])
-                )
-            out[start - lo : stop - lo] = y
-        out.flush()
-        del out
-    meta = {"rows": [lo, hi], "seconds": round(time.time() - started, 1)}
-    final.with_suffix(".json").write_text(json.dumps(meta))
+            y = compute(x)
+            for name, t in y.items() if isinstance(y, dict) else [("", y)]:
+                values = t.float().cpu().numpy().astype(np.float16)
+                if name not in out:
+                    tmp = stack.enter_context(atomic_path(cache_dir / f"{stem}{name}.npy"))
+                    out[name] = np.lib.format.open_memmap(
+                        tmp, mode="w+", dtype=np.float16, shape=(hi - lo, *values.shape[1:])
+                    )
+                out[name][start - lo : stop - lo] = values
+        for array in out.values():
+            array.flush()
+        out_names = list(out)
+        out.clear()
+    meta = {"rows": [lo, hi], "arrays": out_names, "seconds": round(time.time() - started, 1)}
+    atomic_write_bytes(cache_dir / f"{stem}.json", json.dumps(meta).encode())
 
 
 def files_fingerprint(paths: Sequence) -> str:
-    """sha256 of the ordered file list (names and sizes), to key a data set's cache."""
+    """sha256 of the ordered item list, to key a data set's cache: a file by its absolute
+    path and size; any other key (a video frame, ``"<video>#<rank>"``) as it is."""
     h = hashlib.sha256()
     for p in paths:
-        p = Path(p)
-        h.update(f"{p.resolve()}\0{p.stat().st_size}\n".encode())
+        path = Path(p)
+        item = f"{path.resolve()}\0{path.stat().st_size}" if path.is_file() else str(p)
+        h.update(f"{item}\n".encode())
     return h.hexdigest()
 
 

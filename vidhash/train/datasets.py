@@ -56,6 +56,49 @@ def crop_mask(mask: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(square, (size, size), interpolation=cv2.INTER_NEAREST)
 
 
+class Views:
+    """``n_views`` crops of every item of a data set with a ``raw(i)`` method.
+
+    View 0 is the plain center crop (what inference sees); the others are random square
+    crops of 35-100% of the shorter side, anywhere in the frame, mirrored half of the
+    time: seeded per (item, view), so a cache of them is reproducible. Masks (for
+    segmentation) get the same crop with nearest-neighbour resizing.
+    """
+
+    def __init__(self, dataset, n_views: int, seed: int = 0, size: int = 224) -> None:
+        self.dataset, self.n_views, self.seed, self.size = dataset, n_views, seed, size
+
+    def __len__(self) -> int:
+        return len(self.dataset) * self.n_views
+
+    def source(self, k: int) -> int:
+        """The data set item that view ``k`` was cut from."""
+        return k // self.n_views
+
+    def __getitem__(self, k: int):
+        item, view = divmod(k, self.n_views)
+        image, target = self.dataset.raw(item)
+        h, w = image.shape[:2]
+        if view == 0:
+            left, top, side, _ = center_crop_box(w, h)
+            flip = False
+        else:
+            rng = np.random.default_rng([self.seed, item, view])
+            side = max(8, round(min(h, w) * rng.uniform(0.35, 1.0)))
+            left, top = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+            flip = bool(rng.random() < 0.5)
+        box = (slice(top, top + side), slice(left, left + side))
+        crop = center_crop_resize(_flip(image[box], flip), self.size)
+        if isinstance(target, np.ndarray):
+            square = np.ascontiguousarray(_flip(target[box], flip))
+            target = cv2.resize(square, (self.size, self.size), interpolation=cv2.INTER_NEAREST)
+        return crop, target
+
+
+def _flip(array: np.ndarray, flip: bool) -> np.ndarray:
+    return np.ascontiguousarray(array[:, ::-1] if flip else array)
+
+
 @dataclass
 class VOCSegmentation:
     """One VOC-layout root, one split; masks remapped into a (possibly merged) label list."""
@@ -82,7 +125,8 @@ class VOCSegmentation:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def raw(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """The whole image and its mask (remapped to the merged labels), uncropped."""
         image_id = self.ids[i]
         image = read_rgb(self.root / "JPEGImages" / f"{image_id}.jpg")
         with Image.open(self.root / "SegmentationClass" / f"{image_id}.png") as m:
@@ -90,7 +134,11 @@ class VOCSegmentation:
             mask = np.asarray(m if m.mode in ("P", "L") else m.convert("L"))
         if mask.shape[:2] != image.shape[:2]:
             raise InputError(f"{image_id}: mask {mask.shape} and image {image.shape} differ")
-        return center_crop_resize(image, self.size), self.lut[crop_mask(mask, self.size)]
+        return image, self.lut[mask]
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        image, mask = self.raw(i)
+        return center_crop_resize(image, self.size), crop_mask(mask, self.size)
 
 
 def read_voc_labels(root: Path) -> list[str]:
@@ -163,6 +211,10 @@ class ImageFolderSet:
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def raw(self, i: int) -> tuple[np.ndarray, int]:
+        """The whole image and its class index."""
+        return read_rgb(self.files[i]), self.targets[i]
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
         return center_crop_resize(read_rgb(self.files[i]), self.size), self.targets[i]

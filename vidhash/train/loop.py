@@ -48,14 +48,15 @@ def autocast(device: torch.device) -> AbstractContextManager:
 def save_resume_state(
     path: Path, optimizer: torch.optim.Optimizer, model: torch.nn.Module, epoch: int, history: list
 ) -> None:
-    """Optimizer momentum + epoch in a sidecar safetensors file (``<ckpt>.resume``)."""
+    """Optimizer state (SGD momentum, Adam moments and steps) + epoch in a sidecar
+    safetensors file (``<ckpt>.resume``)."""
     names = {id(p): n for n, p in model.named_parameters()}
     tensors = {}
     for group in optimizer.param_groups:
         for p in group["params"]:
-            buf = optimizer.state.get(p, {}).get("momentum_buffer")
-            if buf is not None:
-                tensors[f"momentum/{names[id(p)]}"] = buf.detach().cpu().contiguous()
+            for key, value in optimizer.state.get(p, {}).items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"state/{key}/{names[id(p)]}"] = value.detach().cpu().contiguous()
     meta = {"epoch": epoch, "history": history}
     with atomic_path(path) as tmp:
         save_file(
@@ -66,14 +67,20 @@ def save_resume_state(
 def load_resume_state(
     path: Path, optimizer: torch.optim.Optimizer, model: torch.nn.Module
 ) -> tuple[int, list]:
-    """Restore momentum buffers; returns (last finished epoch, metric history)."""
+    """Restore the optimizer's state; returns (last finished epoch, metric history)."""
     if not path.is_file():
         raise CheckpointError(f"--resume: no resume state at {path}")
     params = dict(model.named_parameters())
     with safe_open(str(path), framework="pt") as fh:
         meta = json.loads(fh.metadata()["resume"])
         for key in fh.keys():  # noqa: SIM118 - safe_open API
-            if key.startswith("momentum/"):
-                p = params[key.removeprefix("momentum/")]
-                optimizer.state[p]["momentum_buffer"] = fh.get_tensor(key).to(p.device)
+            if key.startswith("momentum/"):  # written by vidhash 0.1.0
+                key, name = f"state/momentum_buffer/{key[9:]}", key
+            else:
+                name = key
+            if key.startswith("state/"):
+                _, state_key, param = key.split("/", 2)
+                p = params[param]
+                value = fh.get_tensor(name)
+                optimizer.state[p][state_key] = value if state_key == "step" else value.to(p.device)
     return int(meta["epoch"]), list(meta["history"])

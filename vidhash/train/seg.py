@@ -1,9 +1,13 @@
 """Phase 1: train the PSP module on pixel masks (``vidhash train-seg``).
 
-With a frozen backbone (the CPU default) the backbone's 28x28 maps are computed once and
-cached on disk; each epoch then runs only the PSP decoder and segmentation head.
-Checkpoints (the vidhash format, arch ``psp-seg``) are written after every epoch with the
-validation metrics in their header; ``resume=True`` continues from the last one.
+With a frozen backbone (the CPU default) the backbone's maps are computed once per
+training view and cached on disk; each epoch then runs only the neck (multi-scale
+backbones), the PSP decoder and the segmentation head. Views: ``views`` crops of every
+training image (:class:`vidhash.train.datasets.Views`: the center crop plus random scale
+crops and mirrors). Class weights (``median-freq``, as SegNet weighs CamVid) keep thin,
+rare classes (poles, signs, people) from being ignored. Checkpoints (the vidhash format,
+arch ``psp-seg``) are written after every epoch with the validation metrics in their
+header; ``resume=True`` continues from the last one.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from vidhash.models.checkpoint import load_checkpoint, save_checkpoint
 from vidhash.models.nets import PSPSegNet
 from vidhash.models.psp import IGNORE_INDEX, segmentation_loss
 from vidhash.train.cache import backbone_cache_key, cached_outputs, chunk_fingerprints
-from vidhash.train.datasets import VOCSegmentation, merged_voc
+from vidhash.train.datasets import Views, VOCSegmentation, merged_voc
 from vidhash.train.loop import (
     autocast,
     load_resume_state,
@@ -33,6 +37,39 @@ from vidhash.train.loop import (
     step_lr,
 )
 
+DEFAULT_NECK = "s8:64,s16:128,head:256"
+OPTIMIZERS = ("sgd", "adam")
+CLASS_WEIGHTS = ("none", "median-freq")
+
+
+def parse_neck(spec: str) -> dict[str, int] | None:
+    """``"s8:64,s16:128,head:256"`` -> {"s8": 64, ...}; ``""`` or ``"none"`` -> None."""
+    if spec in ("", "none"):
+        return None
+    try:
+        levels = {name: int(ch) for name, ch in (part.split(":") for part in spec.split(","))}
+    except ValueError:
+        raise UsageError(f"--neck must look like s8:64,s16:128,head:256, got {spec!r}") from None
+    if sum(levels.values()) % 4 or min(levels.values()) < 1:
+        raise UsageError(f"--neck channels must be positive and sum to a multiple of 4: {spec}")
+    return levels
+
+
+def median_frequency_weights(masks: np.ndarray, n_classes: int) -> np.ndarray:
+    """SegNet's class balancing: median(freq) / freq(c), where freq(c) is c's pixel share
+    in the images that contain c; classes absent from ``masks`` get weight 0."""
+    counts = np.zeros(n_classes)
+    present_in = np.zeros(n_classes)
+    for mask in masks:
+        c = np.bincount(mask[mask != IGNORE_INDEX].ravel(), minlength=n_classes)[:n_classes]
+        counts += c
+        present_in += (c > 0) * mask.size
+    seen = counts > 0
+    freq = np.divide(counts, present_in, out=np.zeros(n_classes), where=present_in > 0)
+    weights = np.zeros(n_classes)
+    weights[seen] = np.median(freq[seen]) / freq[seen]
+    return weights.astype(np.float32)
+
 
 @dataclass
 class SegConfig:
@@ -40,8 +77,9 @@ class SegConfig:
 
     data: list[str]
     out: str
-    backbone: str = "efficientnet_lite0"
+    backbone: str = "efficientnet_lite0_ms"
     backbone_weights: str = "default"
+    neck: str = DEFAULT_NECK
     decoder_channels: int = 128
     epochs: int = 30
     lr: float = 1e-3
@@ -50,6 +88,9 @@ class SegConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     batch_size: int = 32
+    optimizer: str = "sgd"
+    class_weights: str = "none"
+    views: int = 1
     size: int = 224
     freeze_backbone: bool = True
     device: str = "auto"
@@ -72,6 +113,10 @@ class _Concat:
     def __getitem__(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         s, i = self.index[k]
         return self.sets[s][i]
+
+    def raw(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        s, i = self.index[k]
+        return self.sets[s].raw(i)
 
     def files(self) -> list[Path]:
         return [
@@ -111,9 +156,14 @@ def train_segmentation(cfg: SegConfig, log=print) -> dict:
     labels = train_sets[0].labels
     if len(labels) > 255:
         raise UsageError("more than 255 merged classes cannot be stored in uint8 masks")
-    train, val = _Concat(train_sets), _Concat(val_sets)
+    if cfg.optimizer not in OPTIMIZERS or cfg.class_weights not in CLASS_WEIGHTS:
+        raise UsageError(f"optimizer: one of {OPTIMIZERS}; class weights: one of {CLASS_WEIGHTS}")
+    if cfg.views < 1:
+        raise UsageError("--views must be at least 1")
+    train, val = Views(_Concat(train_sets), cfg.views, cfg.seed, cfg.size), _Concat(val_sets)
     backbone = get_backbone(cfg.backbone, cfg.backbone_weights)
-    model = PSPSegNet(backbone, len(labels), cfg.decoder_channels)
+    neck = parse_neck(cfg.neck) if backbone.multi_scale else None
+    model = PSPSegNet(backbone, len(labels), cfg.decoder_channels, neck)
     out = Path(cfg.out).expanduser()
     resume_path = out.with_name(out.name + ".resume")
     if cfg.resume and out.is_file():
@@ -124,7 +174,12 @@ def train_segmentation(cfg: SegConfig, log=print) -> dict:
         for p in model.backbone.parameters():
             p.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
     start_epoch, history = 0, []
     if cfg.resume and resume_path.is_file():
         start_epoch, history = load_resume_state(resume_path, opt, model)
@@ -133,21 +188,34 @@ def train_segmentation(cfg: SegConfig, log=print) -> dict:
     cache_dir = Path(cfg.cache_dir).expanduser()
     maps = {}
     masks = {}
+    levels = list(neck or {})
+
+    def frozen_maps(x: torch.Tensor):
+        out = model.backbone(x)
+        return {k: out[k] for k in levels} if levels else out
+
     for split, ds in (("train", train), ("val", val)):
         masks[split] = np.stack([ds[i][1] for i in range(len(ds))])
         if cfg.freeze_backbone:
             model.backbone.eval()
             key = backbone_cache_key(model.backbone, cfg.backbone, cfg.size)
+            n_views = cfg.views if split == "train" else 1
+            key.update(levels=levels, views=n_views, seed=cfg.seed)
+            files = train.dataset.files() if split == "train" else val.files()
             maps[split] = cached_outputs(
-                model.backbone,
+                frozen_maps,
                 ds,
                 key,
                 cache_dir,
-                32,
+                None,
                 str(device),
                 desc=f"backbone {split}",
-                chunk_keys=chunk_fingerprints(ds.files()),
+                chunk_keys=chunk_fingerprints([f for f in files for _ in range(n_views)]),
             )
+    weights = None
+    if cfg.class_weights == "median-freq":
+        weights = torch.from_numpy(median_frequency_weights(masks["train"], len(labels)))
+        weights = weights.to(device)
 
     def batches(split: str, order: np.ndarray):
         ds = train if split == "train" else val
@@ -155,7 +223,7 @@ def train_segmentation(cfg: SegConfig, log=print) -> dict:
             idx = np.sort(order[start : start + cfg.batch_size])
             y = torch.from_numpy(masks[split][idx]).to(device)
             if cfg.freeze_backbone:
-                yield torch.from_numpy(np.asarray(maps[split][idx], np.float32)).to(device), y, True
+                yield _rows(maps[split], idx, device), y, True
             else:
                 imgs = np.stack([ds[int(i)][0] for i in idx])
                 x = torch.from_numpy(imgs).to(device).permute(0, 3, 1, 2).float().div_(255.0)
@@ -181,7 +249,7 @@ def train_segmentation(cfg: SegConfig, log=print) -> dict:
             if len(y) < 2:  # BatchNorm cannot train on a single sample
                 continue
             with autocast(device):
-                loss = segmentation_loss(run(x, is_map).float(), y)
+                loss = segmentation_loss(run(x, is_map).float(), y, weights)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -211,13 +279,24 @@ def train_segmentation(cfg: SegConfig, log=print) -> dict:
             "seg_classes": labels,
             "code_bits": 0,
             "preprocessing": model.backbone.weights_info.transforms(),
-            "head": {"decoder_channels": cfg.decoder_channels, "bins": list(model.decoder.bins)},
+            "head": {
+                "decoder_channels": cfg.decoder_channels,
+                "bins": list(model.decoder.bins),
+                "neck": neck,
+            },
             "train": {**asdict(cfg), "history": history},
             "metrics": metrics,
         }
         save_checkpoint(model, out, header)
         save_resume_state(resume_path, opt, model, epoch, history)
     return metrics
+
+
+def _rows(arrays, idx: np.ndarray, device: torch.device):
+    """Cached rows as float32 tensors: one array, or a dict of them (multi-scale maps)."""
+    if isinstance(arrays, dict):
+        return {k: _rows(v, idx, device) for k, v in arrays.items()}
+    return torch.from_numpy(np.asarray(arrays[idx], np.float32)).to(device)
 
 
 def evaluate_segmentation(model, batches, run, labels, val_sets, device) -> dict:
