@@ -47,6 +47,7 @@ def main() -> None:
             test_dir=args.test,
             out=str(Path(args.out_dir) / f"{variant}-w{args.width}.safetensors"),
             arch=arch,
+            objective="paper",
             bits=args.bits,
             seg_checkpoint=args.seg_checkpoint,
             width=args.width,

@@ -5,8 +5,10 @@
         --backbone-weights vgg16.pth] [--epochs 30]
 
 1. `train-seg`: the PSP module on pixel masks (VOC layout; several sets are merged);
-2. `train-hash --arch psp`: the hash layer on image labels, reading the trained PSP;
-3. `train-hash --arch baseline`: DLBHC, the same recipe without segmentation;
+2. `train-hash --arch psp --objective paper`: the hash layer on image labels (the paper's
+   point-wise softmax loss, SGD), reading the trained PSP;
+3. `train-hash --arch baseline --objective paper`: DLBHC, the same recipe without
+   segmentation;
 4. `benchmark-hashing`: mAP@1000 / mAP@all under the dlbhc protocol, for both;
 5. `index` the videos with both, `annotate` them, and `evaluate --compare`: the per-concept
    MAP@10 / MAP@50 tables of the paper's Tables II/III, plus report.html.
@@ -51,6 +53,7 @@ def main() -> None:
     parser.add_argument("--videos", type=Path, required=True)
     parser.add_argument("--labels", type=Path, required=True, help="concept labels CSV")
     parser.add_argument("--out", type=Path, default=Path("paper-run"))
+    # The paper's PSP reads a stride-8 map directly (VGG16 conv4_3): a single-map backbone.
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--backbone-weights", default="default")
     parser.add_argument("--bits", default="48")
@@ -78,6 +81,8 @@ def main() -> None:
         seg,
         "--bits",
         args.bits,
+        "--objective",
+        "paper",
         *common,
     )
     vidhash(
@@ -90,6 +95,8 @@ def main() -> None:
         *backbone,
         "--bits",
         args.bits,
+        "--objective",
+        "paper",
         *common,
     )
     for name, ckpt in (("psp", psp), ("baseline", base)):

@@ -122,7 +122,8 @@ def test_baseline_hash_steps_lower_the_loss_and_report_map(
     out = tmp_path / "baseline.safetensors"
     cfg = HashConfig(
         str(image_folder / "train"), str(image_folder / "test"), str(out), arch="baseline",
-        bits=12, width=32, epochs=5, lr=0.05, lr_after=0.05, batch_size=4, device="cpu",
+        objective="paper", bits=12, width=32, epochs=5, lr=0.05, lr_after=0.05, batch_size=4,
+        device="cpu",
         cache_dir=str(tmp_path / "cache"), topk=5,
     )  # fmt: skip
     metrics = train_hashing(cfg, log=lambda s: None)
@@ -142,6 +143,7 @@ def test_psp_hash_cli_trains_and_resumes(
         "train-hash", "--train", str(image_folder / "train"), "--test", str(image_folder / "test"),
         "--out", str(out), "--arch", "psp", "--seg-checkpoint", str(seg_checkpoint),
         "--bits", "16", "--width", "32", "--lr", "0.05", "--batch-size", "4", "--device", "cpu",
+        "--objective", "paper",
         "--cache-dir", str(tmp_path / "cache"), "--topk", "5",
     ]  # fmt: skip
     main([*args, "--epochs", "2"])
@@ -184,3 +186,40 @@ def test_trainable_psp_and_trainable_backbone_paths(
         HashConfig(out=str(full_out), arch="baseline", freeze_backbone=False, **common), print
     )
     assert len(read_header(full_out)["train"]["history"]) == 2
+
+
+def test_distill_run_with_an_unlabelled_pool_records_data_and_provenance(
+    image_folder: Path, seg_checkpoint: Path, tmp_path: Path
+) -> None:
+    """The default objective on labelled photos + an unlabelled pool (a photo folder and a
+    real video): the loss goes down, and the header says what it was trained on and where
+    every weight came from (the backbone's ImageNet source, not "random")."""
+    import media
+
+    pool = tmp_path / "pool"
+    media.make_video(pool / "clip.mp4", codec="h264", seconds=3, fps=5, gop=5)
+    media.make_image(pool / "photo.jpg", name="rocket", size=(120, 90))
+    out = tmp_path / "distill.safetensors"
+    cfg = HashConfig(
+        [str(image_folder / "train")], str(image_folder / "test"), str(out), arch="psp",
+        seg_checkpoint=str(seg_checkpoint), bits=16, width=32, pool=1, epochs=4,
+        batch_size=8, lr=0.01, unlabelled=[str(pool)], views=2, device="cpu",
+        cache_dir=str(tmp_path / "cache"), topk=5,
+    )  # fmt: skip
+    metrics = train_hashing(cfg, log=lambda s: None)
+    header = read_header(out)
+    history = header["train"]["history"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert {"train_cls", "train_sim", "train_quant", "train_balance"} <= set(history[0])
+    sources = {d["source"]: d for d in header["data"]}
+    assert sources[str(image_folder / "train")]["images"] == 12
+    assert sources[f"unlabelled: {pool}"]["images"] == 1 + 3  # the photo + a frame a second
+    assert "ImageNet" in header["provenance"]["backbone"]
+    assert "train-seg" in header["provenance"]["neck + PSP"]
+    assert header["backbone"]["source"].startswith("ImageNet")
+    assert metrics["database"] == 12 and metrics["queries"] == 4
+    # Same seed, same data: the same codes (the caches are reused, the run is repeatable).
+    again = tmp_path / "again.safetensors"
+    train_hashing(HashConfig(**{**cfg.__dict__, "out": str(again)}), log=lambda s: None)
+    images = np.random.default_rng(0).integers(0, 256, (4, 224, 224, 3), dtype=np.uint8)
+    assert np.array_equal(load_model(str(out)).encode(images), load_model(str(again)).encode(images))

@@ -14,16 +14,52 @@ from vidhash.errors import UsageError
     "--train",
     "train_dir",
     required=True,
+    multiple=True,
     type=click.Path(exists=True, file_okay=False),
-    help="ImageFolder root of training images (also the retrieval database)",
+    help="ImageFolder root of labelled training images; repeat to join several label sets "
+    "(the first is the retrieval database of the final report)",
 )
 @click.option(
     "--test",
     "test_dir",
-    required=True,
     type=click.Path(exists=True, file_okay=False),
-    help="ImageFolder root of test images (the retrieval queries)",
+    help="ImageFolder root of test images (the retrieval queries of the final report)",
 )
+@click.option(
+    "--unlabelled",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="folder, file or list of unlabelled photos and videos (distill objective); repeat",
+)
+@click.option(
+    "--unlabelled-every",
+    default=1.0,
+    show_default=True,
+    type=float,
+    help="seconds between frames taken from unlabelled videos",
+)
+@click.option(
+    "--objective",
+    default="distill",
+    show_default=True,
+    type=click.Choice(["distill", "paper"]),
+    help="paper: the paper's point-wise softmax loss, unchanged; distill: + neighbourhood "
+    "distillation of the backbone's similarities, quantisation and bit balance",
+)
+@click.option(
+    "--views",
+    default=1,
+    show_default=True,
+    type=int,
+    help="crops per training image: the center crop + random scale crops and mirrors",
+)
+@click.option("--teacher", default="s32", show_default=True, help="backbone levels (distill)")
+@click.option("--w-cls", default=1.0, show_default=True, type=float)
+@click.option("--w-sim", default=1.0, show_default=True, type=float)
+@click.option("--w-quant", default=0.1, show_default=True, type=float)
+@click.option("--w-balance", default=0.1, show_default=True, type=float)
+@click.option("--tau-teacher", default=0.05, show_default=True, type=float)
+@click.option("--tau-student", default=0.1, show_default=True, type=float)
 @click.option(
     "--out", required=True, type=click.Path(dir_okay=False), help="checkpoint (.safetensors)"
 )
@@ -41,9 +77,14 @@ from vidhash.errors import UsageError
 )
 @click.option(
     "--backbone",
-    default="efficientnet_lite0",
+    default="efficientnet_lite0_ms",
     show_default=True,
     help="baseline without --seg-checkpoint only",
+)
+@click.option(
+    "--levels",
+    default="",
+    help="baseline on a multi-scale backbone: levels it reads [the PSP net's neck levels]",
 )
 @click.option(
     "--backbone-weights",
@@ -62,13 +103,14 @@ from vidhash.errors import UsageError
 @click.option(
     "--pool", default=4, show_default=True, type=int, help="adaptive pool grid of the head input"
 )
-@click.option("--epochs", default=30, show_default=True, type=int)
-@click.option("--lr", default=1e-3, show_default=True, type=float)
-@click.option("--lr-after", default=1e-4, show_default=True, type=float)
-@click.option("--drop-after", default=20, show_default=True, type=int, help="epochs at --lr")
+@click.option("--epochs", type=int)
+@click.option("--lr", type=float)
+@click.option("--lr-after", type=float)
+@click.option("--drop-after", type=int, help="epochs at --lr")
 @click.option("--momentum", default=0.9, show_default=True, type=float)
-@click.option("--weight-decay", default=5e-4, show_default=True, type=float)
-@click.option("--batch-size", default=96, show_default=True, type=int)
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]))
+@click.option("--weight-decay", type=float)
+@click.option("--batch-size", type=int)
 @click.option("--freeze-backbone/--train-backbone", default=True, show_default=True)
 @click.option("--freeze-psp/--train-psp", default=True, show_default=True)
 @click.option(
@@ -88,11 +130,20 @@ from vidhash.errors import UsageError
     help="tensor precision in the checkpoint",
 )
 def command(bits: str, **opts) -> None:
-    """Train the hashing network; prints test accuracy and mAP@topk / mAP@all."""
+    """Train the hashing network; prints test accuracy and mAP@topk / mAP@all.
+
+    Options left unset (--epochs, --lr, --lr-after, --drop-after, --weight-decay,
+    --batch-size, --optimizer) take the objective's recipe: paper = SGD, lr 1e-3 -> 1e-4
+    after 20 epochs, 30 epochs, batch 96; distill = Adam, lr 1e-3 -> 1e-4 after 30, 40
+    epochs, batch 256.
+    """
     from vidhash.train.hashing import HashConfig, train_hashing
 
-    if opts["epochs"] < 1 or opts["batch_size"] < 1 or opts["width"] < 1:
-        raise UsageError("--epochs, --batch-size and --width must be positive")
+    for name in ("epochs", "batch_size", "width", "views"):
+        if opts[name] is not None and opts[name] < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive")
+    opts["train_dir"] = list(opts["train_dir"])
+    opts["unlabelled"] = list(opts["unlabelled"])
     metrics = train_hashing(
         HashConfig(bits=int(bits), **opts), log=lambda s: click.echo(s, err=True)
     )

@@ -1,36 +1,52 @@
 """Phase 2: train the hash head (``vidhash train-hash``), proposed PSP or DLBHC baseline.
 
-Both architectures use the same recipe, head, pooling and schedule; only the head's input
-differs (PSP outputs vs the backbone map). What runs each epoch depends on what is frozen:
+Both architectures use the same data, head, pooling, objective and schedule; only the
+head's input differs (PSP outputs vs the backbone's maps).
 
-* backbone frozen: its maps are cached on disk once (``vidhash.train.cache``);
-* backbone and PSP frozen (or the baseline): the pooled head input is computed once from
-  the cached maps, so every epoch is only the FC stack;
-* nothing frozen: full forward passes (the GPU setting; AMP on CUDA).
+**Data.** Labelled ImageFolder roots (``train_dir``, one or several: several are one
+label space with ``<root>/<class>`` names) and, for the ``distill`` objective, unlabelled
+pools of real photos and video frames (``unlabelled``, :mod:`vidhash.train.pool`). Every
+image gives ``views`` crops (:class:`vidhash.train.datasets.Views`: the center crop plus
+random scale crops and mirrors).
+
+**Objective** (:mod:`vidhash.train.objectives`): ``paper`` is the paper's point-wise
+recipe, unchanged (SGD, batch 96, softmax cross-entropy); ``distill`` (the default) adds
+neighbourhood distillation of the frozen backbone's own similarities, quantisation and
+per-source bit balance (Adam, batch 256). Recipe values not given come from
+:data:`RECIPES`.
+
+**What runs each epoch** depends on what is frozen:
+
+* backbone and PSP frozen (or the baseline): the head's input and the teacher's features
+  are computed once per view and cached on disk (``vidhash.train.cache``), so an epoch is
+  only the FC stack;
+* backbone frozen, PSP trained: the backbone's maps are cached;
+* nothing frozen: full forward passes (the GPU setting; AMP on CUDA); the teacher is the
+  backbone as it was before training, its features cached once.
 
 At the end the run reports test accuracy and Hamming-ranking mAP@topk / mAP@all with the
-test images as queries and the training images as the database (the DLBHC protocol),
-and stores them in the checkpoint header.
+test images as queries and the first training root as the database (the DLBHC protocol),
+and stores them in the checkpoint header, with where every weight came from.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from vidhash.errors import UsageError
-from vidhash.models.backbones import get_backbone
-from vidhash.models.checkpoint import load_checkpoint, save_checkpoint
-from vidhash.models.nets import CODE_LENGTHS, BaselineHashNet, HashNet, PSPHashNet, PSPSegNet
-from vidhash.train.cache import backbone_cache_key, cached_outputs, chunk_fingerprints
-from vidhash.train.datasets import ImageFolderSet
+from vidhash.models.checkpoint import save_checkpoint
+from vidhash.models.nets import CODE_LENGTHS, HashNet, PSPHashNet
+from vidhash.train.cache import cached_outputs, chunk_fingerprints, state_digest
+from vidhash.train.datasets import Views
+from vidhash.train.hashdata import TrainingSet, build_hash_model, frozen_modules, teacher_features
 from vidhash.train.loop import (
     autocast,
     load_resume_state,
@@ -39,31 +55,53 @@ from vidhash.train.loop import (
     seed_everything,
     step_lr,
 )
+from vidhash.train.objectives import OBJECTIVES, HashObjective
 from vidhash.train.retrieval import mean_average_precision
+
+# Recipe values per objective, used where the config leaves them None.
+RECIPES: dict[str, dict] = {
+    "paper": {"optimizer": "sgd", "lr": 1e-3, "lr_after": 1e-4, "drop_after": 20,
+              "epochs": 30, "batch_size": 96, "weight_decay": 5e-4},
+    "distill": {"optimizer": "adam", "lr": 1e-3, "lr_after": 1e-4, "drop_after": 30,
+                "epochs": 40, "batch_size": 256, "weight_decay": 1e-5},
+}  # fmt: skip
 
 
 @dataclass
 class HashConfig:
-    """Paper defaults: batch 96, SGD m=0.9, lr 1e-3 -> 1e-4 after epoch 20, 30 epochs."""
+    """Everything a train-hash run depends on (recorded in the checkpoint header)."""
 
-    train_dir: str
-    test_dir: str
+    train_dir: str | list[str]
+    test_dir: str | None
     out: str
     arch: str = "psp"
     bits: int = 48
     seg_checkpoint: str | None = None
-    backbone: str = "efficientnet_lite0"
+    backbone: str = "efficientnet_lite0_ms"
     backbone_weights: str = "default"
+    levels: str = ""  # baseline on a multi-scale backbone: levels read ("" = the neck's)
     width: int = 4096
     head_input: str = "stacked"
     pool: int = 4
-    epochs: int = 30
-    lr: float = 1e-3
-    lr_after: float = 1e-4
-    drop_after: int = 20
+    objective: str = "distill"
+    unlabelled: list[str] = field(default_factory=list)
+    unlabelled_every: float = 1.0
+    views: int = 1
+    teacher: str = "s32"
+    w_cls: float = 1.0
+    w_sim: float = 1.0
+    w_quant: float = 0.1
+    w_balance: float = 0.1
+    tau_teacher: float = 0.05
+    tau_student: float = 0.1
+    optimizer: str | None = None
+    epochs: int | None = None
+    lr: float | None = None
+    lr_after: float | None = None
+    drop_after: int | None = None
     momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 96
+    weight_decay: float | None = None
+    batch_size: int | None = None
     freeze_backbone: bool = True
     freeze_psp: bool = True
     device: str = "auto"
@@ -76,109 +114,78 @@ class HashConfig:
     store_dtype: str = "float32"
     size: int = 224
 
+    def resolved(self) -> HashConfig:
+        """A copy with the objective's recipe filled in and the options checked."""
+        if self.objective not in OBJECTIVES:
+            raise UsageError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        cfg = copy.copy(self)
+        cfg.train_dir = [cfg.train_dir] if isinstance(cfg.train_dir, str) else list(cfg.train_dir)
+        for key, value in RECIPES[cfg.objective].items():
+            if getattr(cfg, key) is None:
+                setattr(cfg, key, value)
+        if cfg.bits not in CODE_LENGTHS:
+            raise UsageError(f"bits must be one of {CODE_LENGTHS}")
+        if cfg.arch == "psp" and cfg.freeze_psp and not cfg.freeze_backbone:
+            raise UsageError("a frozen PSP needs a frozen backbone (the PSP reads its maps)")
+        if cfg.optimizer not in ("sgd", "adam") or cfg.views < 1:
+            raise UsageError("optimizer must be sgd or adam, and views at least 1")
+        if cfg.unlabelled and cfg.objective == "paper":
+            raise UsageError("unlabelled images need the distill objective (paper: labels only)")
+        return cfg
 
-def build_hash_model(cfg: HashConfig, num_classes: int) -> tuple[HashNet, dict]:
-    """The network to train, its backbone/PSP taken from the segmentation checkpoint."""
-    seg_header: dict = {}
-    seg: PSPSegNet | None = None
-    if cfg.seg_checkpoint:
-        seg, seg_header = load_checkpoint(cfg.seg_checkpoint)
-        if not isinstance(seg, PSPSegNet):
-            raise UsageError(f"{cfg.seg_checkpoint} is not a train-seg (psp-seg) checkpoint")
-    if cfg.arch == "psp":
-        if seg is None:
-            raise UsageError("--arch psp needs --seg-checkpoint (a train-seg checkpoint)")
-        model = PSPHashNet(
-            seg.backbone,
-            len(seg_header["seg_classes"]),
-            seg_header["head"]["decoder_channels"],
-            cfg.bits,
-            num_classes,
-            cfg.width,
-            cfg.head_input,
-            cfg.pool,
-        )
-        model.decoder.load_state_dict(seg.decoder.state_dict())
-        model.seg_head.load_state_dict(seg.seg_head.state_dict())
-        backbone_name = seg_header["backbone"]["name"]
-    elif cfg.arch == "baseline":
-        # Same backbone as the proposed net when a seg checkpoint is given: a fair comparison.
-        backbone = (
-            seg.backbone if seg is not None else get_backbone(cfg.backbone, cfg.backbone_weights)
-        )
-        backbone_name = seg_header["backbone"]["name"] if seg is not None else cfg.backbone
-        model = BaselineHashNet(backbone, cfg.bits, num_classes, cfg.width, cfg.pool)
-    else:
-        raise UsageError(f"--arch must be psp or baseline, not {cfg.arch!r}")
-    return model, {"name": backbone_name, "seg_header": seg_header}
+    def loss(self) -> HashObjective:
+        return HashObjective(self.objective, self.w_cls, self.w_sim, self.w_quant,
+                             self.w_balance, self.tau_teacher, self.tau_student)  # fmt: skip
 
 
-def frozen_modules(model: HashNet, cfg: HashConfig) -> list[torch.nn.Module]:
-    frozen = [model.backbone] if cfg.freeze_backbone else []
-    if isinstance(model, PSPHashNet) and cfg.freeze_psp:
-        frozen += [model.decoder, model.seg_head]
-    return frozen
-
-
-def train_hashing(cfg: HashConfig, log=print) -> dict:
+def train_hashing(config: HashConfig, log=print) -> dict:
     """Train the hash head; returns metrics (also written into the checkpoint header)."""
-    if cfg.bits not in CODE_LENGTHS:
-        raise UsageError(f"--bits must be one of {CODE_LENGTHS}")
-    if cfg.arch == "psp" and cfg.freeze_psp and not cfg.freeze_backbone:
-        raise UsageError("--freeze-psp needs --freeze-backbone (the PSP reads the backbone map)")
+    cfg = config.resolved()
+    objective = cfg.loss()
     device = resolve_device(cfg.device)
     gen = seed_everything(cfg.seed)
-    train = ImageFolderSet.open(cfg.train_dir, cfg.size, cfg.train_per_class)
-    test = ImageFolderSet.open(cfg.test_dir, cfg.size, cfg.test_per_class, classes=train.classes)
-    model, info = build_hash_model(cfg, len(train.classes))
+    data = TrainingSet.open(cfg, log)
+    model, info = build_hash_model(cfg, len(data.classes))
+    teacher_levels = [t for t in cfg.teacher.split(",") if t]
     out = Path(cfg.out).expanduser()
     resume_path = out.with_name(out.name + ".resume")
     if cfg.resume and out.is_file():
-        loaded, _ = load_checkpoint(out)
-        model.load_state_dict(loaded.state_dict())
+        from vidhash.models.checkpoint import load_checkpoint
+
+        model.load_state_dict(load_checkpoint(out)[0].state_dict())
     model.to(device)
     for module in frozen_modules(model, cfg):
         module.eval()
         for p in module.parameters():
             p.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                              weight_decay=cfg.weight_decay)  # fmt: skip
     start_epoch, history = 0, []
     if cfg.resume and resume_path.is_file():
         start_epoch, history = load_resume_state(resume_path, opt, model)
         log(f"resuming after epoch {start_epoch}")
 
-    # What each step starts from: cached head inputs, cached backbone maps, or images.
     t0 = time.time()
-    stage = "image"
-    arrays: dict[str, np.ndarray] = {}
-    if cfg.freeze_backbone:
-        head_only = isinstance(model, BaselineHashNet) or cfg.freeze_psp
-        stage = "head" if head_only else "map"
-        for split, ds in (("train", train), ("test", test)):
-            key = backbone_cache_key(model.backbone, info["name"], cfg.size)
-            maps = cached_outputs(
-                model.backbone,
-                ds,
-                key,
-                Path(cfg.cache_dir).expanduser(),
-                32,
-                str(device),
-                desc=f"backbone {split}",
-                chunk_keys=chunk_fingerprints(ds.files),
-            )
-            arrays[split] = head_inputs(model, maps, device) if head_only else maps
+    views = Views(data, cfg.views, cfg.seed, cfg.size)
+    stage, cached = _cache(model, cfg, views, data, teacher_levels, objective, device, info)
+    test_cached = None
+    if data.test is not None:
+        test_cached = _cache(model, cfg, data.test, data, [], None, device, info, "test")[1]
     cache_seconds = round(time.time() - t0, 1)
-    labels = {"train": np.asarray(train.targets), "test": np.asarray(test.targets)}
+    labels = torch.from_numpy(np.repeat(data.labels, cfg.views)).to(device)
+    domains = torch.from_numpy(np.repeat(data.domains, cfg.views)).to(device)
 
-    def inputs(split: str, idx: np.ndarray) -> torch.Tensor:
-        if stage != "image":
-            return torch.from_numpy(np.asarray(arrays[split][np.sort(idx)], np.float32)).to(device)
-        ds = train if split == "train" else test
-        imgs = np.stack([ds[int(i)][0] for i in np.sort(idx)])
-        return torch.from_numpy(imgs).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    def inputs(arrays, ds, idx: np.ndarray):
+        if stage == "image":
+            imgs = np.stack([ds[int(i)][0] for i in idx])
+            return torch.from_numpy(imgs).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+        return _rows(arrays["input"], idx, device)
 
-    def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(x) -> tuple[torch.Tensor, torch.Tensor]:
         if stage == "head":
             return model.head(x)
         if stage == "map":
@@ -194,104 +201,170 @@ def train_hashing(cfg: HashConfig, log=print) -> dict:
         model.train()
         for module in frozen_modules(model, cfg):
             module.eval()
-        started, total, correct = time.time(), 0.0, 0
-        order = torch.randperm(len(train), generator=gen).numpy()
-        steps = range(0, len(order), cfg.batch_size)
-        for start in tqdm(steps, desc=f"epoch {epoch}", leave=False):
+        started, totals, count = time.time(), {}, 0
+        order = torch.randperm(len(views), generator=gen).numpy()
+        for start in tqdm(range(0, len(order), cfg.batch_size), f"epoch {epoch}", leave=False):
             idx = np.sort(order[start : start + cfg.batch_size])
             if len(idx) < 2:  # BatchNorm cannot train on a single sample
                 continue
-            x, y = inputs("train", idx), torch.from_numpy(labels["train"][idx]).to(device)
+            x = inputs(cached, views, idx)
+            teacher = _rows(cached["teacher"], idx, device) if "teacher" in cached else None
             with autocast(device):
-                _, logits = forward(x)
-                loss = F.cross_entropy(logits.float(), y)
+                r, logits = forward(x)
+            loss, parts = objective(r, logits, labels[idx], teacher, domains[idx])
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
-            total += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(1) == y).sum())
-        epoch_seconds = round(time.time() - started, 2)
-        entry = {
-            "epoch": epoch,
-            "lr": lr,
-            "train_loss": round(total / len(train), 4),
-            "train_acc": round(correct / len(train), 4),
-            "epoch_seconds": epoch_seconds,
-        }
-        last = epoch == cfg.epochs
-        if last:
-            metrics = evaluate_hashing(
-                forward, inputs, labels, len(train), len(test), cfg.topk, model
-            )
+            for k, v in {"loss": float(loss.detach()), **parts}.items():
+                totals[k] = totals.get(k, 0.0) + v * len(idx)
+            count += len(idx)
+        entry = {"epoch": epoch, "lr": lr}
+        entry |= {f"train_{k}": round(v / max(count, 1), 4) for k, v in totals.items()}
+        entry["epoch_seconds"] = round(time.time() - started, 2)
+        if epoch == cfg.epochs and data.test is not None:
+            metrics = _evaluate(forward, inputs, cached, test_cached, views, data, cfg.topk, model)
             entry.update(metrics)
         history.append(entry)
         log(json.dumps(entry))
-        header = hash_header(model, cfg, info, train.classes, history, metrics, cache_seconds)
+        header = hash_header(model, cfg, info, data, history, metrics, cache_seconds)
         dtype = torch.float16 if cfg.store_dtype == "float16" else None
         save_checkpoint(model, out, header, dtype=dtype)
         save_resume_state(resume_path, opt, model, epoch, history)
     return metrics
 
 
-def head_inputs(
-    model: HashNet, maps: np.ndarray, device: torch.device, batch: int = 256
-) -> np.ndarray:
-    """Frozen backbone maps -> the flat vectors the head reads (PSP outputs or pooled map)."""
+def _cache(model, cfg, ds, data, teacher_levels, objective, device, info, split="train"):
+    """(stage, arrays): what each step starts from, computed once per view and cached.
+
+    ``head``: {"input": the head's input, "teacher": teacher features}; ``map``: the
+    backbone's maps as "input" (a dict for multi-scale backbones) and the teacher;
+    ``image``: only the teacher (the backbone as it is before training).
+    """
+    needs_teacher = objective is not None and objective.needs_teacher
+    head_only = not isinstance(model, PSPHashNet) or cfg.freeze_psp
+    stage = ("head" if head_only else "map") if cfg.freeze_backbone else "image"
+    if stage == "image" and not needs_teacher:
+        return stage, {}
+    teacher_net = model.backbone if stage != "image" else copy.deepcopy(model.backbone)
+    levels = _map_levels(model)
     model.eval()
-    chunks = []
-    with torch.inference_mode():
-        for start in tqdm(range(0, len(maps), batch), desc="head inputs", leave=False):
-            x = torch.from_numpy(np.asarray(maps[start : start + batch], np.float32)).to(device)
-            chunks.append(model.features_from_map(x).float().cpu().numpy())
-    return np.concatenate(chunks)
+
+    def compute(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        maps = model.backbone(x) if stage != "image" else teacher_net(x)
+        out: dict[str, torch.Tensor] = {}
+        if stage == "head":
+            out["input"] = model.features_from_map(maps)
+        elif stage == "map" and isinstance(maps, dict):
+            out |= {f"map.{k}": maps[k] for k in levels}
+        elif stage == "map":
+            out["input"] = maps
+        if needs_teacher:
+            out["teacher"] = teacher_features(maps, teacher_levels)
+        return out
+
+    frozen = torch.nn.ModuleList(frozen_modules(model, cfg) or [model.backbone])
+    n_views = getattr(ds, "n_views", 1)
+    parts = {
+        "stage": stage, "backbone": info["name"], "frozen": state_digest(frozen),
+        "head_input": [cfg.head_input, cfg.pool, getattr(model, "levels", None)],
+        "teacher": teacher_levels if needs_teacher else None, "size": cfg.size,
+        "views": n_views, "seed": cfg.seed,
+    }  # fmt: skip
+    keys = data.keys() if split == "train" else [str(f) for f in data.test.files]
+    arrays = cached_outputs(
+        compute, ds, parts, Path(cfg.cache_dir).expanduser(), None, str(device),
+        desc=f"{stage} {split}",
+        chunk_keys=chunk_fingerprints([k for k in keys for _ in range(n_views)]),
+    )  # fmt: skip
+    if not isinstance(arrays, dict):
+        arrays = {"input": arrays}
+    if any(k.startswith("map.") for k in arrays):
+        arrays["input"] = {k[4:]: v for k, v in arrays.items() if k.startswith("map.")}
+    return stage, arrays
 
 
-def evaluate_hashing(forward, inputs, labels, n_train, n_test, topk, model) -> dict:
-    """Test accuracy, mAP@topk and mAP@all (queries: test; database: train)."""
+def _map_levels(model: HashNet) -> list[str]:
+    neck = getattr(model, "neck", None)
+    return list(neck.levels) if neck is not None else []
+
+
+def _rows(array, idx: np.ndarray, device: torch.device):
+    """Cached rows as float32 tensors: one array or a dict of them (multi-scale maps)."""
+    if isinstance(array, dict):
+        return {k: _rows(v, idx, device) for k, v in array.items()}
+    return torch.from_numpy(np.asarray(array[idx], np.float32)).to(device)
+
+
+def _evaluate(forward, inputs, cached, test_cached, views, data, topk, model) -> dict:
+    """Test accuracy, mAP@topk and mAP@all (queries: test; database: the first training
+    root's center crops, view 0)."""
     model.eval()
+    database = np.flatnonzero(data.domains == 0) * views.n_views
+    splits = {"train": (cached, views, database),
+              "test": (test_cached, data.test, np.arange(len(data.test)))}  # fmt: skip
     bits, preds = {}, {}
     with torch.inference_mode():
-        for split, n in (("train", n_train), ("test", n_test)):
+        for split, (arrays, ds, rows) in splits.items():
             rs, ps = [], []
-            for start in range(0, n, 256):
-                r, logits = forward(inputs(split, np.arange(start, min(start + 256, n))))
+            for start in range(0, len(rows), 256):
+                r, logits = forward(inputs(arrays, ds, rows[start : start + 256]))
                 rs.append((r.float() >= 0.5).cpu().numpy())
                 ps.append(logits.argmax(1).cpu().numpy())
             bits[split], preds[split] = np.concatenate(rs), np.concatenate(ps)
-    q, db = (bits["test"], labels["test"]), (bits["train"], labels["train"])
+    test_labels = np.asarray(data.test.targets)
+    db_labels = data.labels[database // views.n_views]
+    q, db = (bits["test"], test_labels), (bits["train"], db_labels)
     return {
-        "test_acc": round(float((preds["test"] == labels["test"]).mean()), 4),
+        "test_acc": round(float((preds["test"] == test_labels).mean()), 4),
         f"map@{topk}": round(mean_average_precision(*q, *db, topk=topk), 4),
         "map@all": round(mean_average_precision(*q, *db, topk=None), 4),
-        "queries": int(n_test),
-        "database": int(n_train),
+        "queries": int(len(test_labels)),
+        "database": int(len(database)),
     }
 
 
-def hash_header(model, cfg, info, classes, history, metrics, cache_seconds) -> dict:
+def hash_header(model, cfg, info, data, history, metrics, cache_seconds) -> dict:
+    """The checkpoint header: architecture, classes, recipe, metrics and provenance."""
     head = {"width": cfg.width, "pool": cfg.pool}
+    backbone_meta = model.backbone.weights_info.meta
     header = {
         "arch": cfg.arch,
         "name": Path(cfg.out).stem,
         "backbone": {
             "name": info["name"],
             "out_channels": model.backbone.out_channels,
-            **model.backbone.weights_info.meta,
-        },
-        "classes": list(classes),
+            "levels": model.backbone.levels,
+            **backbone_meta,
+        },  # fmt: skip
+        "classes": list(data.classes),
         "code_bits": cfg.bits,
         "preprocessing": model.backbone.weights_info.transforms(),
         "head": head,
         "train": {**asdict(cfg), "history": history, "cache_seconds": cache_seconds},
+        "data": data.describe(),
         "metrics": metrics,
+        "provenance": {
+            "backbone": f"{backbone_meta.get('source')} (frozen)"
+            if cfg.freeze_backbone
+            else f"{backbone_meta.get('source')}, fine-tuned by train-hash on the data below",
+            "hash head": f"train-hash, objective {cfg.objective}, on the data below",
+        },
     }
     if isinstance(model, PSPHashNet):
         seg = info["seg_header"]
-        head.update(input=cfg.head_input, decoder_channels=seg["head"]["decoder_channels"])
+        head.update(input=cfg.head_input, decoder_channels=seg["head"]["decoder_channels"],
+                    neck=seg["head"].get("neck"))  # fmt: skip
         header["seg_classes"] = seg["seg_classes"]
         header["segmentation"] = {
             "checkpoint": str(cfg.seg_checkpoint),
+            "data": seg.get("train", {}).get("data"),
             "metrics": {k: seg["metrics"].get(k) for k in ("miou", "pixel_acc")},
         }
+        header["provenance"]["neck + PSP"] = (
+            f"train-seg on {', '.join(map(str, seg.get('train', {}).get('data', [])))}"
+            + (" (frozen here)" if cfg.freeze_psp else ", then fine-tuned by train-hash")
+        )
+    else:
+        head["levels"] = model.levels or None
     return header
