@@ -25,6 +25,7 @@ Protocol (also written into every report, see ``DEFINITIONS``):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,8 +148,14 @@ def evaluate_concepts(
     queries: list[str] | None = None,
     exclude_same_video: bool = True,
     block: int | None = None,
+    distance: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> ConceptEvaluation:
-    """Per-concept MAP@K of ``index`` under the protocol in the module docstring."""
+    """Per-concept MAP@K of ``index`` under the protocol in the module docstring.
+
+    ``distance(query_rows) -> (Q, N) int`` replaces the Hamming distance of the codes,
+    so the same protocol scores anchors that are not codes (e.g. float features ranked
+    by quantised cosine distance, in ``benchmarks/codes.py``).
+    """
     topks = sorted(set(int(k) for k in topks))
     if not topks or topks[0] <= 0:
         raise UsageError(f"--topk values must be positive integers, got {topks}")
@@ -190,7 +197,11 @@ def evaluate_concepts(
     block = block or metrics.query_block(n)
     for start in range(0, len(query_rows), block):
         qr = query_rows[start : start + block]
-        dist = metrics.hamming_distance_matrix(index.codes[qr], index.codes, index.code_bits)
+        dist = (
+            distance(qr)
+            if distance is not None
+            else metrics.hamming_distance_matrix(index.codes[qr], index.codes, index.code_bits)
+        )
         if exclude_same_video:
             exclude = video_codes[qr][:, None] == video_codes[None, :]
         else:

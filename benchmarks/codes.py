@@ -1,0 +1,186 @@
+"""How much of what the backbone knows do a model's codes keep? (issue 12)
+
+Prints, for Intel scenes test (every photo queries all the others) and for the shared
+videos' concept labels (every labelled keyframe queries the keyframes of the *other*
+videos), MAP@10 under the protocol of `vidhash evaluate` (vidhash.eval.concepts: DLBHC
+AP@K, ties by keyframe id, overall = mean over concepts) for:
+
+* **float anchor**: the frozen ImageNet backbone's stride-32 features (EfficientNet-Lite0,
+  1280-d head, global average), cosine; no training;
+* **ITQ-48 anchor**: the same features -> 48-bit PCA-ITQ (Gong & Lazebnik 2011), fitted on
+  the Intel *train* photos, no labels;
+* **LSH-48 anchor**: the same features -> 48 random hyperplanes (sign), no training;
+* each ``--model`` (a shipped name or a checkpoint): its own 48-bit codes.
+
+    python benchmarks/codes.py --model default --model default-baseline
+    python benchmarks/codes.py --model /tmp/run/psp.safetensors --intel-only
+
+Data: ../shared/data/scenes/intel-scenes.tar.xz (unpacked to a temp folder, or
+--intel DIR), ../shared/data/videos sampled every 2 s in fast mode (the index's defaults)
+with benchmarks/labels/shared-videos.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from vidhash.eval.concepts import IndexData, evaluate_concepts  # noqa: E402
+from vidhash.fsutil import content_hash  # noqa: E402
+from vidhash.index.codes import pack_bits  # noqa: E402
+from vidhash.media import read_rgb  # noqa: E402
+from vidhash.models import load_model  # noqa: E402
+from vidhash.models.backbones import get_backbone  # noqa: E402
+from vidhash.transforms import center_crop_resize  # noqa: E402
+from vidhash.video.sampling import iter_keyframes  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data"
+VIDEO_LABELS = REPO / "benchmarks" / "labels" / "shared-videos.csv"
+BITS = 48
+
+
+def intel_split(root: Path, split: str) -> tuple[list[np.ndarray], list[str]]:
+    """Center crops and class names of one Intel split (sorted, so runs agree)."""
+    crops, labels = [], []
+    for class_dir in sorted(p for p in (root / split).iterdir() if p.is_dir()):
+        for path in sorted(class_dir.iterdir()):
+            crops.append(center_crop_resize(read_rgb(path)))
+            labels.append(class_dir.name)
+    return crops, labels
+
+
+def video_keyframes(folder: Path) -> tuple[list[np.ndarray], pd.DataFrame, pd.DataFrame]:
+    """Keyframes (every 2 s, fast mode) of every shared video, with their labels."""
+    rules = list(csv.DictReader(VIDEO_LABELS.open()))
+    crops, rows, labels = [], [], []
+    for video in sorted(p for p in folder.iterdir() if p.suffix.lower() != ".md"):
+        digest = content_hash(video)
+        try:
+            for kf in iter_keyframes(video, video_hash=digest):
+                crops.append(kf.image)
+                rows.append({"keyframe_id": kf.keyframe_id, "video_id": digest})
+                for rule in rules:
+                    start = float(rule["start"]) if rule["start"] else -1.0
+                    end = float(rule["end"]) if rule["end"] else float("inf")
+                    if rule["video"] == video.name and start <= kf.pts_time <= end:
+                        labels.append((kf.keyframe_id, rule["concept"], rule["group"]))
+        except Exception:  # noqa: BLE001 - a damaged video gives the keyframes it gave
+            pass
+    annotations = pd.DataFrame(labels, columns=["keyframe_id", "concept", "group"])
+    return crops, pd.DataFrame(rows), annotations
+
+
+def anchor_features(crops: list[np.ndarray], backbone) -> np.ndarray:
+    """Global-average-pooled 1280-d head features of the frozen Lite0 (float32)."""
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(crops), 4):
+            x = torch.from_numpy(np.stack(crops[start : start + 4])).permute(0, 3, 1, 2)
+            maps = backbone(x.float().div_(255.0))
+            out.append(maps["head"].mean((2, 3)).numpy())
+    return np.concatenate(out)
+
+
+def itq(features: np.ndarray, bits: int = BITS, iterations: int = 50, seed: int = 0):
+    """PCA to ``bits`` dimensions, then the rotation that minimises quantisation error."""
+    mean = features.mean(0)
+    centred = features - mean
+    _, vectors = np.linalg.eigh(centred.T @ centred)
+    projection = vectors[:, ::-1][:, :bits]
+    v = centred @ projection
+    rotation, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((bits, bits)))
+    for _ in range(iterations):
+        u, _, wt = np.linalg.svd(np.sign(v @ rotation).T @ v)
+        rotation = (u @ wt).T
+    return mean, projection @ rotation
+
+
+def scores(keyframes: pd.DataFrame, annotations, codes=None, features=None, same_video=False):
+    """Overall MAP@10 per concept group, by the evaluation layer's own code."""
+    order = np.argsort(keyframes["keyframe_id"].to_numpy(), kind="stable")
+    kf = keyframes.iloc[order].reset_index(drop=True)
+    distance = None
+    if features is not None:
+        unit = features[order] / np.linalg.norm(features[order], axis=1, keepdims=True)
+
+        def distance(rows: np.ndarray) -> np.ndarray:  # cosine distance, in 1e-6 units
+            return np.rint((1.0 - unit[rows] @ unit.T) * 1e6).astype(np.int64)
+
+        codes = np.zeros((len(kf), BITS // 8), np.uint8)
+    data = IndexData(Path("-"), kf, codes[order], BITS, {}, annotations)
+    run = evaluate_concepts(data, [10], exclude_same_video=same_video, distance=distance)
+    return run.overall().set_index("group")["map@10"].to_dict()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", default=[], help="shipped name or path")
+    parser.add_argument("--intel", type=Path, help="unpacked intel-scenes folder")
+    parser.add_argument("--videos", type=Path, default=SHARED / "videos")
+    parser.add_argument("--intel-only", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    started = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        intel = args.intel
+        if intel is None:
+            with tarfile.open(SHARED / "scenes" / "intel-scenes.tar.xz") as tar:
+                tar.extractall(tmp, filter="data")
+            intel = Path(tmp) / "intel-scenes"
+        train, _ = intel_split(intel, "train")
+        test, test_labels = intel_split(intel, "test")
+    sets = {"intel test": (test, *_intel_tables(test_labels))}
+    if not args.intel_only:
+        sets["videos"] = video_keyframes(args.videos)
+    backbone = get_backbone("efficientnet_lite0_ms").eval()
+    fitted = itq(anchor_features(train, backbone))
+    lsh = np.random.default_rng(0).standard_normal((1280, BITS))
+    table: dict[str, dict[str, float]] = {}
+    for name, (crops, keyframes, labels) in sets.items():
+        same_video = name == "videos"
+        feats = anchor_features(crops, backbone)
+        result = {
+            "float anchor (Lite0 head, cosine)": scores(keyframes, labels, None, feats,
+                                                        same_video),
+            "ITQ-48 anchor (fit: Intel train)": scores(
+                keyframes, labels, pack_bits((feats - fitted[0]) @ fitted[1] >= 0),
+                same_video=same_video),
+            "LSH-48 anchor": scores(keyframes, labels,
+                                    pack_bits((feats - fitted[0]) @ lsh >= 0),
+                                    same_video=same_video),
+        }  # fmt: skip
+        for model_name in args.model:
+            net = load_model(model_name)
+            codes = np.concatenate([net.encode(np.stack(crops[i : i + 64]))
+                                    for i in range(0, len(crops), 64)])  # fmt: skip
+            result[f"model {model_name}"] = scores(keyframes, labels, codes,
+                                                   same_video=same_video)  # fmt: skip
+        for row, groups in result.items():
+            for group, value in groups.items():
+                table.setdefault(row, {})[f"{name} {group}"] = value
+    frame = pd.DataFrame(table).T
+    print(f"MAP@10 (vidhash.eval protocol), {time.time() - started:.0f} s")
+    print(frame.to_markdown(floatfmt=".3f"))
+
+
+def _intel_tables(labels: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    ids = [f"intel-{i:05d}" for i in range(len(labels))]
+    keyframes = pd.DataFrame({"keyframe_id": ids, "video_id": ids})
+    annotations = pd.DataFrame({"keyframe_id": ids, "concept": labels, "group": "scene"})
+    return keyframes, annotations
+
+
+if __name__ == "__main__":
+    main()
