@@ -222,4 +222,5 @@ def test_distill_run_with_an_unlabelled_pool_records_data_and_provenance(
     again = tmp_path / "again.safetensors"
     train_hashing(HashConfig(**{**cfg.__dict__, "out": str(again)}), log=lambda s: None)
     images = np.random.default_rng(0).integers(0, 256, (4, 224, 224, 3), dtype=np.uint8)
-    assert np.array_equal(load_model(str(out)).encode(images), load_model(str(again)).encode(images))
+    first, second = load_model(str(out)), load_model(str(again))
+    assert np.array_equal(first.encode(images), second.encode(images))
