@@ -12,28 +12,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CHROMEDRIVER, CHROMIUM
 from indexes import read_keyframes
 from test_serve_api import media_of, serve, served_index
 
 from vidhash.index.search import Index
 
 pytestmark = pytest.mark.browser
-
-# Quiet on a closed network: no background requests, no proxy, no first-run machinery.
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--no-proxy-server",
-    "--window-size=1280,900",
-)
 
 
 @pytest.fixture(scope="module")
@@ -45,24 +29,6 @@ def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def url(index_dir: Path) -> Iterator[str]:
     with serve(index_dir) as base:
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float = 60) -> object:
