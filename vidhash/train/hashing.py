@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from vidhash.errors import UsageError
 from vidhash.models.checkpoint import save_checkpoint
-from vidhash.models.nets import CODE_LENGTHS, HashNet, PSPHashNet
+from vidhash.models.nets import CODE_LENGTHS, PSPHashNet
 from vidhash.train.cache import cached_outputs, chunk_fingerprints, state_digest
 from vidhash.train.datasets import Views
 from vidhash.train.hashdata import TrainingSet, build_hash_model, frozen_modules, teacher_features
@@ -234,59 +234,68 @@ def train_hashing(config: HashConfig, log=print) -> dict:
     return metrics
 
 
-def _cache(model, cfg, ds, data, teacher_levels, objective, device, info, split="train"):
-    """(stage, arrays): what each step starts from, computed once per view and cached.
+# Multi-scale maps every run caches (s4 is skipped: large, and nothing reads it), so the
+# proposed net, its baseline and the teacher all read one cache of the backbone.
+CACHED_LEVELS = ("s8", "s16", "s32", "head")
 
-    ``head``: {"input": the head's input, "teacher": teacher features}; ``map``: the
-    backbone's maps as "input" (a dict for multi-scale backbones) and the teacher;
-    ``image``: only the teacher (the backbone as it is before training).
+
+def _cache(model, cfg, ds, data, teacher_levels, objective, device, info, split="train"):
+    """(stage, arrays): what each step starts from, computed once per view.
+
+    The frozen backbone's maps are cached on disk, keyed by the backbone alone, so the
+    proposed net, the baseline and later runs share them. From them: ``head``: the head's
+    input and the teacher's features (in memory); ``map``: the maps themselves as "input";
+    ``image`` (the backbone trains): only the teacher, from the backbone as it was.
     """
     needs_teacher = objective is not None and objective.needs_teacher
     head_only = not isinstance(model, PSPHashNet) or cfg.freeze_psp
     stage = ("head" if head_only else "map") if cfg.freeze_backbone else "image"
     if stage == "image" and not needs_teacher:
         return stage, {}
-    teacher_net = model.backbone if stage != "image" else copy.deepcopy(model.backbone)
-    levels = _map_levels(model)
+    backbone = model.backbone if stage != "image" else copy.deepcopy(model.backbone)
+    maps = _backbone_maps(backbone, cfg, ds, data, device, info, split)
     model.eval()
-
-    def compute(x: torch.Tensor) -> dict[str, torch.Tensor]:
-        maps = model.backbone(x) if stage != "image" else teacher_net(x)
-        out: dict[str, torch.Tensor] = {}
-        if stage == "head":
-            out["input"] = model.features_from_map(maps)
-        elif stage == "map" and isinstance(maps, dict):
-            out |= {f"map.{k}": maps[k] for k in levels}
-        elif stage == "map":
-            out["input"] = maps
-        if needs_teacher:
-            out["teacher"] = teacher_features(maps, teacher_levels)
-        return out
-
-    frozen = torch.nn.ModuleList(frozen_modules(model, cfg) or [model.backbone])
-    n_views = getattr(ds, "n_views", 1)
-    parts = {
-        "stage": stage, "backbone": info["name"], "frozen": state_digest(frozen),
-        "head_input": [cfg.head_input, cfg.pool, getattr(model, "levels", None)],
-        "teacher": teacher_levels if needs_teacher else None, "size": cfg.size,
-        "views": n_views, "seed": cfg.seed,
-    }  # fmt: skip
-    keys = data.keys() if split == "train" else [str(f) for f in data.test.files]
-    arrays = cached_outputs(
-        compute, ds, parts, Path(cfg.cache_dir).expanduser(), None, str(device),
-        desc=f"{stage} {split}",
-        chunk_keys=chunk_fingerprints([k for k in keys for _ in range(n_views)]),
-    )  # fmt: skip
-    if not isinstance(arrays, dict):
-        arrays = {"input": arrays}
-    if any(k.startswith("map.") for k in arrays):
-        arrays["input"] = {k[4:]: v for k, v in arrays.items() if k.startswith("map.")}
+    arrays: dict = {}
+    if stage == "head":
+        arrays["input"] = _derive(maps, model.features_from_map, device, f"head input {split}")
+    elif stage == "map":
+        arrays["input"] = maps
+    if needs_teacher:
+        arrays["teacher"] = _derive(
+            maps, lambda m: teacher_features(m, teacher_levels), device, f"teacher {split}"
+        )
     return stage, arrays
 
 
-def _map_levels(model: HashNet) -> list[str]:
-    neck = getattr(model, "neck", None)
-    return list(neck.levels) if neck is not None else []
+def _backbone_maps(backbone, cfg, ds, data, device, info, split):
+    """The frozen backbone's maps of every row of ``ds`` (views included), cached on disk."""
+    levels = [k for k in CACHED_LEVELS if k in backbone.levels]
+
+    def compute(x: torch.Tensor):
+        out = backbone(x)
+        return {k: out[k] for k in levels} if levels else out
+
+    backbone.eval()
+    n_views = getattr(ds, "n_views", 1)
+    parts = {"stage": "backbone", "backbone": info["name"], "weights": state_digest(backbone),
+             "levels": levels, "size": cfg.size, "views": n_views, "seed": cfg.seed}  # fmt: skip
+    keys = data.keys() if split == "train" else [str(f) for f in data.test.files]
+    return cached_outputs(
+        compute, ds, parts, Path(cfg.cache_dir).expanduser(), None, str(device),
+        desc=f"backbone {split}",
+        chunk_keys=chunk_fingerprints([k for k in keys for _ in range(n_views)]),
+    )  # fmt: skip
+
+
+def _derive(maps, fn, device: torch.device, desc: str, batch: int = 256) -> np.ndarray:
+    """``fn`` (frozen modules) over cached maps, batch by batch: a float32 array in memory."""
+    first = maps[next(iter(maps))] if isinstance(maps, dict) else maps
+    out = []
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(first), batch), desc=desc, leave=False):
+            rows = np.arange(start, min(start + batch, len(first)))
+            out.append(fn(_rows(maps, rows, device)).float().cpu().numpy())
+    return np.concatenate(out)
 
 
 def _rows(array, idx: np.ndarray, device: torch.device):
