@@ -43,6 +43,7 @@ from vidhash.index.codes import pack_bits  # noqa: E402
 from vidhash.media import read_rgb  # noqa: E402
 from vidhash.models import load_model  # noqa: E402
 from vidhash.models.backbones import get_backbone  # noqa: E402
+from vidhash.train.itq import fit_itq, itq_bits  # noqa: E402
 from vidhash.transforms import center_crop_resize  # noqa: E402
 from vidhash.video.sampling import iter_keyframes  # noqa: E402
 
@@ -93,20 +94,6 @@ def anchor_features(crops: list[np.ndarray], backbone) -> np.ndarray:
     return np.concatenate(out)
 
 
-def itq(features: np.ndarray, bits: int = BITS, iterations: int = 50, seed: int = 0):
-    """PCA to ``bits`` dimensions, then the rotation that minimises quantisation error."""
-    mean = features.mean(0)
-    centred = features - mean
-    _, vectors = np.linalg.eigh(centred.T @ centred)
-    projection = vectors[:, ::-1][:, :bits]
-    v = centred @ projection
-    rotation, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((bits, bits)))
-    for _ in range(iterations):
-        u, _, wt = np.linalg.svd(np.sign(v @ rotation).T @ v)
-        rotation = (u @ wt).T
-    return mean, projection @ rotation
-
-
 def scores(keyframes: pd.DataFrame, annotations, codes=None, features=None, same_video=False):
     """Overall MAP@10 per concept group, by the evaluation layer's own code."""
     order = np.argsort(keyframes["keyframe_id"].to_numpy(), kind="stable")
@@ -145,7 +132,7 @@ def main() -> None:
     if not args.intel_only:
         sets["videos"] = video_keyframes(args.videos)
     backbone = get_backbone("efficientnet_lite0_ms").eval()
-    fitted = itq(anchor_features(train, backbone))
+    fitted = fit_itq(anchor_features(train, backbone), BITS)
     lsh = np.random.default_rng(0).standard_normal((1280, BITS))
     table: dict[str, dict[str, float]] = {}
     for name, (crops, keyframes, labels) in sets.items():
@@ -155,10 +142,10 @@ def main() -> None:
             "float anchor (Lite0 head, cosine)": scores(keyframes, labels, None, feats,
                                                         same_video),
             "ITQ-48 anchor (fit: Intel train)": scores(
-                keyframes, labels, pack_bits((feats - fitted[0]) @ fitted[1] >= 0),
+                keyframes, labels, pack_bits(itq_bits(feats, fitted)),
                 same_video=same_video),
             "LSH-48 anchor": scores(keyframes, labels,
-                                    pack_bits((feats - fitted[0]) @ lsh >= 0),
+                                    pack_bits((feats - fitted.mean) @ lsh >= 0),
                                     same_video=same_video),
         }  # fmt: skip
         for model_name in args.model:

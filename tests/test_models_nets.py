@@ -85,3 +85,22 @@ def test_encode_rejects_non_uint8_rgb(psp_net: PSPHashNet) -> None:
         psp_net.encode(np.zeros((1, 224, 224, 3), np.float32))
     with pytest.raises(ValueError, match="uint8 RGB"):
         psp_net.encode(np.zeros((224, 224, 3), np.uint8))
+
+
+def test_head_can_start_as_a_given_linear_code() -> None:
+    """--init itq: the paper's FC stack begins as the PCA-ITQ code of its input, exactly."""
+    from vidhash.models.nets import HashHead
+    from vidhash.train.itq import fit_itq, itq_bits
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((400, 64)) + 3).astype(np.float32)
+    fitted = fit_itq(x, 16)
+    head = HashHead(64, 16, 3, width=48)
+    projected = (x - fitted.mean) @ fitted.projection
+    head.init_linear_code(fitted.mean, fitted.projection, 3.0 / np.median(np.abs(projected)))
+    with torch.inference_mode():
+        r, _ = head.eval()(torch.from_numpy(x))
+    assert np.array_equal((r >= 0.5).numpy(), itq_bits(x, fitted))
+    assert 0.3 < itq_bits(x, fitted).mean() < 0.7  # centred: bits split the data
+    with pytest.raises(ValueError, match="width"):
+        HashHead(64, 16, 3, width=24).init_linear_code(fitted.mean, fitted.projection, 1.0)

@@ -47,6 +47,13 @@ from vidhash.errors import UsageError
     "distillation of the backbone's similarities, quantisation and bit balance",
 )
 @click.option(
+    "--init",
+    default="random",
+    show_default=True,
+    type=click.Choice(["random", "itq"]),
+    help="itq: the head starts as the PCA-ITQ code of its input (fitted without labels)",
+)
+@click.option(
     "--views",
     default=1,
     show_default=True,

@@ -59,6 +59,32 @@ class HashHead(nn.Module):
         self.hash = nn.Linear(width, code_bits)
         self.classifier = nn.Linear(code_bits, num_classes)
 
+    @torch.no_grad()
+    def init_linear_code(self, mean: np.ndarray, projection: np.ndarray, scale: float) -> None:
+        """Start as the linear code ``sign((x - mean) @ projection)`` (e.g. PCA-ITQ).
+
+        FC1's first 2L units hold ``+u`` and ``-u`` for ``u = (x - mean) @ projection`` (so
+        the ReLUs pass all of it), FC2 copies them, and the hash layer adds them back
+        scaled: ``z = scale * u``. The other units start near silent (weights x 0.01), so
+        training grows them only where they help.
+        """
+        bits = projection.shape[1]
+        fc1, fc2 = self.fc[0], self.fc[3]
+        if fc1.out_features < 2 * bits or projection.shape[0] != fc1.in_features:
+            raise ValueError(f"a linear {projection.shape} code needs width >= {2 * bits}")
+        a = torch.as_tensor(projection.T, dtype=fc1.weight.dtype)
+        shift = a @ torch.as_tensor(mean, dtype=fc1.weight.dtype)
+        for layer in (fc1, fc2, self.hash):
+            layer.weight.mul_(0.01)
+            layer.bias.zero_()
+        fc1.weight[:bits], fc1.bias[:bits] = a, -shift
+        fc1.weight[bits : 2 * bits], fc1.bias[bits : 2 * bits] = -a, shift
+        eye = torch.eye(2 * bits, dtype=fc2.weight.dtype)
+        fc2.weight[: 2 * bits, : 2 * bits] = eye
+        fc2.weight[: 2 * bits, 2 * bits :] = 0.0
+        self.hash.weight[:, :bits] = scale * torch.eye(bits)
+        self.hash.weight[:, bits : 2 * bits] = -scale * torch.eye(bits)
+
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(r in (0,1) of shape (N, L), class logits (N, C)). Softmax lives in the loss."""
         r = torch.sigmoid(self.hash(self.fc(features)))

@@ -43,10 +43,11 @@ from tqdm import tqdm
 
 from vidhash.errors import UsageError
 from vidhash.models.checkpoint import save_checkpoint
-from vidhash.models.nets import CODE_LENGTHS, PSPHashNet
+from vidhash.models.nets import CODE_LENGTHS, HashNet, PSPHashNet
 from vidhash.train.cache import cached_outputs, chunk_fingerprints, state_digest
 from vidhash.train.datasets import Views
 from vidhash.train.hashdata import TrainingSet, build_hash_model, frozen_modules, teacher_features
+from vidhash.train.itq import fit_itq
 from vidhash.train.loop import (
     autocast,
     load_resume_state,
@@ -84,6 +85,7 @@ class HashConfig:
     head_input: str = "stacked"
     pool: int = 4
     objective: str = "distill"
+    init: str = "random"  # or "itq": the head starts as the PCA-ITQ code of its input
     unlabelled: list[str] = field(default_factory=list)
     unlabelled_every: float = 1.0
     views: int = 1
@@ -129,6 +131,10 @@ class HashConfig:
             raise UsageError("a frozen PSP needs a frozen backbone (the PSP reads its maps)")
         if cfg.optimizer not in ("sgd", "adam") or cfg.views < 1:
             raise UsageError("optimizer must be sgd or adam, and views at least 1")
+        if cfg.init not in ("random", "itq"):
+            raise UsageError(f"init must be random or itq, got {cfg.init!r}")
+        if cfg.init == "itq" and not (cfg.freeze_backbone and cfg.freeze_psp):
+            raise UsageError("init itq fits the head's input: it needs a frozen backbone and PSP")
         if cfg.unlabelled and cfg.objective == "paper":
             raise UsageError("unlabelled images need the distill objective (paper: labels only)")
         return cfg
@@ -176,6 +182,8 @@ def train_hashing(config: HashConfig, log=print) -> dict:
     if data.test is not None:
         test_cached = _cache(model, cfg, data.test, data, [], None, device, info, "test")[1]
     cache_seconds = round(time.time() - t0, 1)
+    if cfg.init == "itq" and start_epoch == 0:
+        _init_itq(model, cached["input"], cfg.bits, log)
     labels = torch.from_numpy(np.repeat(data.labels, cfg.views)).to(device)
     domains = torch.from_numpy(np.repeat(data.domains, cfg.views)).to(device)
 
@@ -265,6 +273,15 @@ def _cache(model, cfg, ds, data, teacher_levels, objective, device, info, split=
             maps, lambda m: teacher_features(m, teacher_levels), device, f"teacher {split}"
         )
     return stage, arrays
+
+
+def _init_itq(model: HashNet, inputs: np.ndarray, bits: int, log) -> None:
+    """Fit PCA-ITQ on the head's inputs (every view, no labels) and start the head as it."""
+    fitted = fit_itq(inputs, bits)
+    projected = (inputs - fitted.mean) @ fitted.projection
+    scale = 3.0 / max(float(np.median(np.abs(projected))), 1e-6)
+    model.head.init_linear_code(fitted.mean, fitted.projection, scale)
+    log(json.dumps({"init": "itq", "rows": len(inputs), "scale": round(scale, 3)}))
 
 
 def _backbone_maps(backbone, cfg, ds, data, device, info, split):
