@@ -87,3 +87,16 @@ def test_deep_map_checkpoints_round_trip_and_encode_deterministically(
     # The rebuilt backbone says where its weights came from, not "random".
     model, _ = load_checkpoint(path)
     assert model.backbone.weights_info.meta["source"] == "test weights"
+
+
+def test_segmentation_head_can_join_a_finer_level(lite0_ms) -> None:
+    """--detail s4: the fused 28x28 map is refined with the stride-4 map (DeepLabv3+)."""
+    seg = PSPSegNet(lite0_ms, 5, 16, NECK, detail="s4")
+    maps = {"s4": torch.rand(2, 24, 56, 56), "s8": torch.rand(2, 40, 28, 28),
+            "s16": torch.rand(2, 112, 14, 14), "head": torch.rand(2, 1280, 7, 7)}  # fmt: skip
+    out = seg.forward_from_features(maps, (224, 224))
+    assert out.shape == (2, 5, 224, 224)
+    out.mean().backward()
+    assert seg.seg_head.detail[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="detail level"):
+        PSPSegNet(lite0_ms, 5, 16, NECK, detail="s2")

@@ -39,6 +39,11 @@ from vidhash.errors import UsageError
     show_default=True,
     help="levels fused into the PSP's 28x28 map and their lateral channels (multi-scale)",
 )
+@click.option(
+    "--detail",
+    default="",
+    help="a finer backbone level (s4) joined into the segmentation head, for thin things",
+)
 @click.option("--decoder-channels", default=128, show_default=True, type=int)
 @click.option("--epochs", default=30, show_default=True, type=int)
 @click.option("--lr", default=1e-3, show_default=True, type=float)

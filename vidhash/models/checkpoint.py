@@ -77,7 +77,11 @@ def build_from_header(header: dict) -> torch.nn.Module:
     head = header.get("head", {})
     if header["arch"] == "psp-seg":
         return PSPSegNet(
-            backbone, len(header["seg_classes"]), head["decoder_channels"], head.get("neck")
+            backbone,
+            len(header["seg_classes"]),
+            head["decoder_channels"],
+            head.get("neck"),
+            head.get("detail"),
         )
     if header["arch"] == "psp":
         return PSPHashNet(
@@ -90,6 +94,7 @@ def build_from_header(header: dict) -> torch.nn.Module:
             head["input"],
             head["pool"],
             head.get("neck"),
+            head.get("detail"),
         )
     return BaselineHashNet(
         backbone,

@@ -164,8 +164,13 @@ class _PSPMap(nn.Module):
     backbone: Backbone
     neck: FusionNeck | None
 
-    def _init_map(self, backbone: Backbone, neck_levels: dict[str, int] | None) -> int:
+    def _init_map(
+        self, backbone: Backbone, neck_levels: dict[str, int] | None, detail: str | None = None
+    ) -> int:
         self.backbone = backbone
+        self.detail_level = detail
+        if detail is not None and detail not in backbone.levels:
+            raise ValueError(f"detail level {detail!r} is not one of {sorted(backbone.levels)}")
         if backbone.multi_scale and not neck_levels:
             raise ValueError(f"{backbone.name} returns several maps: give neck_levels")
         self.neck = FusionNeck(neck_levels, backbone.levels) if neck_levels else None
@@ -174,6 +179,13 @@ class _PSPMap(nn.Module):
     def psp_input(self, backbone_out: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
         """What the backbone returned -> the PSP's 28x28 input map."""
         return self.neck(backbone_out) if self.neck is not None else backbone_out
+
+    def _detail_map(self, backbone_out) -> torch.Tensor | None:
+        return backbone_out[self.detail_level] if self.detail_level else None
+
+    def _seg_head(self, decoder_channels: int, num_classes: int) -> SegmentationHead:
+        detail = self.backbone.levels[self.detail_level] if self.detail_level else 0
+        return SegmentationHead(decoder_channels, num_classes, detail)
 
 
 class PSPSegNet(_PSPMap):
@@ -185,16 +197,17 @@ class PSPSegNet(_PSPMap):
         num_classes: int,
         decoder_channels: int,
         neck_levels: dict[str, int] | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__()
-        channels = self._init_map(backbone, neck_levels)
+        channels = self._init_map(backbone, neck_levels, detail)
         self.decoder = PSPDecoder(channels, decoder_channels)
-        self.seg_head = SegmentationHead(decoder_channels, num_classes)
+        self.seg_head = self._seg_head(decoder_channels, num_classes)
 
     def forward_from_features(self, maps, size: tuple[int, int]) -> torch.Tensor:
         """Backbone output (cached during training) -> per-pixel log-probabilities."""
         _, fused = self.decoder(self.psp_input(maps))
-        return self.seg_head(fused, size)
+        return self.seg_head(fused, size, self._detail_map(maps))
 
     def forward(self, images01: torch.Tensor) -> torch.Tensor:
         return self.forward_from_features(self.backbone(images01), images01.shape[-2:])
@@ -215,13 +228,14 @@ class PSPHashNet(HashNet, _PSPMap):
         head_input: str = "stacked",
         pool: int = 4,
         neck_levels: dict[str, int] | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__()
         if head_input not in HEAD_INPUTS:
             raise ValueError(f"head_input must be one of {HEAD_INPUTS}, got {head_input!r}")
-        channels = self._init_map(backbone, neck_levels)
+        channels = self._init_map(backbone, neck_levels, detail)
         self.decoder = PSPDecoder(channels, decoder_channels)
-        self.seg_head = SegmentationHead(decoder_channels, num_seg_classes)
+        self.seg_head = self._seg_head(decoder_channels, num_seg_classes)
         self.head_input = head_input
         self.pool = pool
         channels = {
@@ -242,7 +256,9 @@ class PSPHashNet(HashNet, _PSPMap):
             grid = self.decoder.stack(fmap)
         else:
             stacked, fused = self.decoder(fmap)
-            scores = self.seg_head.scores(fused)
+            scores = self.seg_head.scores(fused, self._detail_map(maps))
+            if scores.shape[-2:] != stacked.shape[-2:]:
+                scores = F.adaptive_avg_pool2d(scores, stacked.shape[-2:])
             grid = scores if self.head_input == "scores" else torch.cat([scores, stacked], 1)
         return torch.flatten(F.adaptive_avg_pool2d(grid, self.pool), 1)
 
@@ -251,8 +267,9 @@ class PSPHashNet(HashNet, _PSPMap):
 
     def segment(self, images01: torch.Tensor) -> torch.Tensor:
         """Per-pixel log-probabilities of the PSP's segmentation classes."""
-        _, fused = self.decoder(self.psp_input(self.backbone(images01)))
-        return self.seg_head(fused, images01.shape[-2:])
+        maps = self.backbone(images01)
+        _, fused = self.decoder(self.psp_input(maps))
+        return self.seg_head(fused, images01.shape[-2:], self._detail_map(maps))
 
 
 class BaselineHashNet(HashNet):

@@ -71,18 +71,52 @@ class PSPDecoder(nn.Module):
 
 
 class SegmentationHead(nn.Module):
-    """1x1 conv to class scores; ``forward`` upsamples them and applies log-softmax."""
+    """1x1 conv to class scores; ``forward`` upsamples them and applies log-softmax.
 
-    def __init__(self, in_channels: int, num_classes: int) -> None:
+    With ``detail_channels`` (DeepLabv3+'s decoder), the fused 28x28 map is first brought
+    up to a finer backbone map (e.g. the stride-4 ``s4``), joined with a 48-channel
+    projection of it and refined by 1x1 and 3x3 convs: thin things (poles, signs,
+    people) span a pixel or two at stride 8, and this is where they are found again.
+    Only segmentation reads it; the hash head reads the PSP's stacked map.
+    """
+
+    def __init__(
+        self, in_channels: int, num_classes: int, detail_channels: int = 0, refine: int = 64
+    ) -> None:
         super().__init__()
+        self.detail = None
+        if detail_channels:
+            project = 48
+            self.detail = nn.Sequential(
+                nn.Conv2d(detail_channels, project, 1, bias=False),
+                nn.BatchNorm2d(project),
+                nn.ReLU(inplace=True),
+            )
+            self.refine = nn.Sequential(
+                nn.Conv2d(in_channels + project, refine, 1, bias=False),
+                nn.BatchNorm2d(refine),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(refine, refine, 3, padding=1, bias=False),
+                nn.BatchNorm2d(refine),
+                nn.ReLU(inplace=True),
+            )
+            in_channels = refine
         self.classifier = nn.Conv2d(in_channels, num_classes, 1)
 
-    def scores(self, fused: torch.Tensor) -> torch.Tensor:
-        """Pre-softmax class scores at the feature resolution (what the hash head may read)."""
+    def scores(self, fused: torch.Tensor, detail: torch.Tensor | None = None) -> torch.Tensor:
+        """Pre-softmax class scores (at the feature resolution, or the detail map's)."""
+        if self.detail is not None:
+            if detail is None:
+                raise ValueError("this segmentation head needs its detail map")
+            up = F.interpolate(fused, size=detail.shape[-2:], mode="bilinear", align_corners=False)
+            fused = self.refine(torch.cat([up, self.detail(detail)], dim=1))
         return self.classifier(fused)
 
-    def forward(self, fused: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        up = F.interpolate(self.scores(fused), size=size, mode="bilinear", align_corners=False)
+    def forward(
+        self, fused: torch.Tensor, size: tuple[int, int], detail: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        scores = self.scores(fused, detail)
+        up = F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
         return F.log_softmax(up, dim=1)
 
 

@@ -261,7 +261,8 @@ def _cache(model, cfg, ds, data, teacher_levels, objective, device, info, split=
     if stage == "image" and not needs_teacher:
         return stage, {}
     backbone = model.backbone if stage != "image" else copy.deepcopy(model.backbone)
-    maps = _backbone_maps(backbone, cfg, ds, data, device, info, split)
+    detail = getattr(model, "detail_level", None) if cfg.head_input != "stacked" else None
+    maps = _backbone_maps(backbone, cfg, ds, data, device, info, split, detail)
     model.eval()
     arrays: dict = {}
     if stage == "head":
@@ -284,9 +285,10 @@ def _init_itq(model: HashNet, inputs: np.ndarray, bits: int, log) -> None:
     log(json.dumps({"init": "itq", "rows": len(inputs), "scale": round(scale, 3)}))
 
 
-def _backbone_maps(backbone, cfg, ds, data, device, info, split):
-    """The frozen backbone's maps of every row of ``ds`` (views included), cached on disk."""
-    levels = [k for k in CACHED_LEVELS if k in backbone.levels]
+def _backbone_maps(backbone, cfg, ds, data, device, info, split, detail=None):
+    """The frozen backbone's maps of every row of ``ds`` (views included), cached on disk
+    (plus the segmentation head's detail level when the head reads class scores)."""
+    levels = [k for k in (*CACHED_LEVELS, detail) if k and k in backbone.levels]
 
     def compute(x: torch.Tensor):
         out = backbone(x)
@@ -380,7 +382,7 @@ def hash_header(model, cfg, info, data, history, metrics, cache_seconds) -> dict
     if isinstance(model, PSPHashNet):
         seg = info["seg_header"]
         head.update(input=cfg.head_input, decoder_channels=seg["head"]["decoder_channels"],
-                    neck=seg["head"].get("neck"))  # fmt: skip
+                    neck=seg["head"].get("neck"), detail=seg["head"].get("detail"))  # fmt: skip
         header["seg_classes"] = seg["seg_classes"]
         header["segmentation"] = {
             "checkpoint": str(cfg.seg_checkpoint),

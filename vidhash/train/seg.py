@@ -80,6 +80,7 @@ class SegConfig:
     backbone: str = "efficientnet_lite0_ms"
     backbone_weights: str = "default"
     neck: str = DEFAULT_NECK
+    detail: str = ""  # a finer backbone level for the segmentation head (e.g. "s4")
     decoder_channels: int = 128
     epochs: int = 30
     lr: float = 1e-3
@@ -163,7 +164,8 @@ def train_segmentation(cfg: SegConfig, log=print) -> dict:
     train, val = Views(_Concat(train_sets), cfg.views, cfg.seed, cfg.size), _Concat(val_sets)
     backbone = get_backbone(cfg.backbone, cfg.backbone_weights)
     neck = parse_neck(cfg.neck) if backbone.multi_scale else None
-    model = PSPSegNet(backbone, len(labels), cfg.decoder_channels, neck)
+    detail = (cfg.detail or None) if backbone.multi_scale else None
+    model = PSPSegNet(backbone, len(labels), cfg.decoder_channels, neck, detail)
     out = Path(cfg.out).expanduser()
     resume_path = out.with_name(out.name + ".resume")
     if cfg.resume and out.is_file():
@@ -188,7 +190,7 @@ def train_segmentation(cfg: SegConfig, log=print) -> dict:
     cache_dir = Path(cfg.cache_dir).expanduser()
     maps = {}
     masks = {}
-    levels = list(neck or {})
+    levels = list(neck or {}) + ([detail] if detail else [])
 
     def frozen_maps(x: torch.Tensor):
         out = model.backbone(x)
@@ -283,6 +285,7 @@ def train_segmentation(cfg: SegConfig, log=print) -> dict:
                 "decoder_channels": cfg.decoder_channels,
                 "bins": list(model.decoder.bins),
                 "neck": neck,
+                "detail": detail,
             },
             "train": {**asdict(cfg), "history": history},
             "metrics": metrics,
