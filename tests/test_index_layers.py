@@ -15,7 +15,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "video": set(),
     "models": set(),
     "index": set(),
-    "train": {"models"},
+    "train": {"models", "video"},  # video: frames for unlabelled pools
     "eval": {"index", "models"},
     "ingest": {"video", "index", "models", "__init__"},
     "query": {"video", "index", "models"},

@@ -45,3 +45,5 @@ def command(
         )
         if metrics:
             click.echo(f"{'':18s} {metrics}")
+        for part, source in (entry.get("provenance") or {}).items():
+            click.echo(f"{'':18s} {part}: {source}")

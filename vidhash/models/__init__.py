@@ -104,6 +104,9 @@ def ship_model(name: str, checkpoint: str | Path, description: str, half: bool =
         "head_input": header["head"].get("input"),
         "description": description,
         "metrics": header.get("metrics", {}),
+        # Where every weight came from (backbone, neck + PSP, hash head), from the header.
+        "provenance": header.get("provenance")
+        or {"backbone": header.get("backbone", {}).get("source")},
     }
     atomic_write_bytes(weights_dir / "models.json", json.dumps(registry, indent=1).encode())
     for path in (target, weights_dir / "models.json"):
