@@ -1,0 +1,217 @@
+"""Exact k-nearest-neighbour and radius search in Hamming space by multi-index hashing.
+
+Norouzi, Punjani & Fleet, "Fast Exact Search in Hamming Space with Multi-Index Hashing"
+(CVPR 2012 / TPAMI 2014). A code of L bits is cut into m disjoint substrings (at most 16
+bits each, never across a 64-bit word: 48 bits -> 3 x 16). Table j lists every row by the
+value of its substring j: ``order`` (rows sorted by that value, stable, so by row number
+within a bucket), ``starts`` (where each of the 2^s buckets begins) and ``codes`` (the rows'
+codes in that order, so the candidates of one bucket are read from one stretch of memory).
+
+Search probes, for r = 0, 1, 2, ... and table j = 0..m-1, every bucket whose substring is
+at distance exactly r from the query's. After table j at radius r every row at distance
+<= B = m*r + j from the query has been seen (a row not seen differs by > r in tables 0..j
+and by > r-1 in the others: at least m*r + j + 1 bits). So once k distinct rows at
+distance <= B are known, the k best by (distance, row) are among them, ties included: the
+answer is exactly the flat scan's. A radius query stops once B >= radius.
+
+Why not FAISS: ``IndexBinaryMultiHash`` probes a fixed number of bit flips and returns what
+it finds, which is not the exact k-NN (it misses rows beyond its flips); ``IndexBinaryHash``
+is the same with one table. Neither orders ties by row. This module is numpy only.
+
+A query whose candidates would pass ``budget`` rows (uniform random codes, large radii,
+filters that leave few rows) is handed back unanswered; the caller scans those flat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import combinations
+
+import numpy as np
+
+MAX_BITS = 16
+
+
+def chunks(code_bits: int) -> list[tuple[int, int]]:
+    """(first bit, bits) of each substring: per 64-bit word, pieces of at most 16 bits."""
+    out = []
+    for word_start in range(0, code_bits, 64):
+        used = min(64, code_bits - word_start)
+        count = -(-used // MAX_BITS)
+        start = word_start
+        for i in range(count):
+            bits = used // count + (1 if i < used % count else 0)
+            out.append((start, bits))
+            start += bits
+    return out
+
+
+def substrings(codes_u8: np.ndarray, spec: list[tuple[int, int]]) -> list[np.ndarray]:
+    """Each substring of each packed code (bits read big-endian, as stored), as int64."""
+    out = []
+    for start, bits in spec:
+        word = start // 64
+        big = codes_u8[:, 8 * word : 8 * word + 8].copy().view(">u8")[:, 0]
+        shift = 64 - (start % 64) - bits
+        out.append(((big >> np.uint64(shift)) & np.uint64((1 << bits) - 1)).astype(np.int64))
+    return out
+
+
+@lru_cache(maxsize=256)
+def shell(bits: int, radius: int) -> np.ndarray:
+    """Every ``bits``-bit mask with exactly ``radius`` bits set (int64)."""
+    masks = [sum(1 << b for b in chosen) for chosen in combinations(range(bits), radius)]
+    return np.array(masks, dtype=np.int64)
+
+
+def build_tables(codes_u8: np.ndarray, code_bits: int) -> dict[str, np.ndarray]:
+    """The arrays of the m tables for these codes: ``mih{j}_order/_starts/_codes``."""
+    out = {}
+    for j, (values, (_, bits)) in enumerate(
+        zip(substrings(codes_u8, chunks(code_bits)), chunks(code_bits), strict=True)
+    ):
+        order = np.argsort(values, kind="stable").astype(np.int32)
+        starts = np.zeros((1 << bits) + 1, np.int64)
+        np.cumsum(np.bincount(values, minlength=1 << bits), out=starts[1:])
+        out[f"mih{j}_order"] = order
+        out[f"mih{j}_starts"] = starts
+        out[f"mih{j}_codes"] = codes_u8[order]
+    return out
+
+
+@dataclass
+class Tables:
+    """The m tables of one segment (views into its file)."""
+
+    spec: list[tuple[int, int]]
+    order: list[np.ndarray]
+    starts: list[np.ndarray]
+    codes: list[np.ndarray]  # (n, W) uint64, row order of ``order``
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], code_bits: int) -> Tables | None:
+        spec = chunks(code_bits)
+        if f"mih{len(spec) - 1}_order" not in arrays:
+            return None
+        return cls(
+            spec,
+            [arrays[f"mih{j}_order"] for j in range(len(spec))],
+            [arrays[f"mih{j}_starts"] for j in range(len(spec))],
+            [arrays[f"mih{j}_codes"].view(np.uint64) for j in range(len(spec))],
+        )
+
+
+def search(
+    tables: Tables,
+    video: np.ndarray,
+    queries_u8: np.ndarray,
+    k: int | None,
+    radius: int | None,
+    blocked: np.ndarray | None,
+    budget: int,
+) -> tuple[list[tuple[np.ndarray, np.ndarray] | None], int]:
+    """Per query (distances int32, rows int64) in (distance, row) order, or None for a
+    query handed back for a flat scan; and how many candidate rows were looked at.
+
+    ``k``: the k best (all of them with ``k=None``) within ``radius`` (no limit with
+    None). ``blocked``: video numbers whose rows never count (``video`` maps row -> video).
+    """
+    m = len(tables.spec)
+    n_queries = len(queries_u8)
+    q_words = queries_u8.view(np.uint64)
+    q_subs = np.stack(substrings(queries_u8, tables.spec), axis=1)  # (Q, m)
+    limit = np.iinfo(np.int64).max if radius is None else int(radius)
+    active = np.arange(n_queries)
+    seen = np.zeros(n_queries, np.int64)  # candidates looked at, repeats included
+    handed_back = np.zeros(n_queries, bool)
+    pool_q: list[np.ndarray] = []
+    pool_r: list[np.ndarray] = []
+    pool_d: list[np.ndarray] = []
+    for r in range(MAX_BITS + 1):
+        for j, (_, bits) in enumerate(tables.spec):
+            if len(active) == 0:
+                break
+            masks = shell(bits, r) if r <= bits else np.zeros(0, np.int64)
+            keys = q_subs[active, j][:, None] ^ masks[None, :]
+            lo = tables.starts[j][keys]
+            counts = tables.starts[j][keys + 1] - lo
+            per_query = counts.sum(axis=1)
+            over = seen[active] + per_query > budget
+            if over.any():  # cheaper to scan these flat than to keep probing
+                handed_back[active[over]] = True
+                active, lo, counts, per_query = (
+                    active[~over],
+                    lo[~over],
+                    counts[~over],
+                    per_query[~over],
+                )
+            seen[active] += per_query
+            total = int(per_query.sum())
+            if total:
+                counts = counts.ravel()
+                ends = np.cumsum(counts)
+                at = np.repeat(lo.ravel() - (ends - counts), counts) + np.arange(total)
+                owner = np.repeat(np.repeat(active, len(masks)), counts)
+                rows = tables.order[j][at].astype(np.int64)
+                dist = np.bitwise_count(tables.codes[j][at] ^ q_words[owner])
+                dist = dist.sum(axis=1, dtype=np.int64)
+                if blocked is not None and len(blocked):
+                    ok = ~np.isin(video[rows], blocked)
+                    owner, rows, dist = owner[ok], rows[ok], dist[ok]
+                pool_q.append(owner)
+                pool_r.append(rows)
+                pool_d.append(dist)
+            active = active[~_finished(active, pool_q, pool_r, pool_d, k, m * r + j, limit)]
+            if r >= bits:  # table j probed at every radius: every row has been seen
+                active = active[:0]
+        if len(active) == 0:
+            break
+    looked = int(seen.sum())
+    return _collect(pool_q, pool_r, pool_d, n_queries, k, limit, handed_back), looked
+
+
+def _finished(active, pool_q, pool_r, pool_d, k, bound, limit) -> np.ndarray:
+    """Which active queries are answered once every row within ``bound`` has been seen."""
+    if bound >= limit:
+        return np.ones(len(active), bool)
+    if k is None or not pool_q:
+        return np.zeros(len(active), bool)
+    if len(pool_q) > 1:  # merge the pool in place, so the next check starts from one array
+        pool_q[:] = [np.concatenate(pool_q)]
+        pool_r[:] = [np.concatenate(pool_r)]
+        pool_d[:] = [np.concatenate(pool_d)]
+    within = pool_d[0] <= bound
+    distinct = np.unique((pool_q[0][within] << 32) | pool_r[0][within])
+    found = np.bincount(distinct >> 32, minlength=int(active.max()) + 1 if len(active) else 0)
+    return found[active] >= k
+
+
+def _collect(pool_q, pool_r, pool_d, n_queries, k, limit, handed_back):
+    """The answer per query from the candidate pool: distinct rows, (distance, row) order."""
+    results: list[tuple[np.ndarray, np.ndarray] | None] = []
+    if pool_q:
+        q = np.concatenate(pool_q)
+        r = np.concatenate(pool_r)
+        d = np.concatenate(pool_d)
+        keep = d <= limit
+        q, r, d = q[keep], r[keep], d[keep]
+        order = np.lexsort((r, d, q))
+        q, r, d = q[order], r[order], d[order]
+        distinct = np.ones(len(q), bool)
+        distinct[1:] = (q[1:] != q[:-1]) | (r[1:] != r[:-1])
+        q, r, d = q[distinct], r[distinct], d[distinct]
+        bounds = np.searchsorted(q, np.arange(n_queries + 1))
+    else:
+        r = np.zeros(0, np.int64)
+        d = np.zeros(0, np.int64)
+        bounds = np.zeros(n_queries + 1, np.int64)
+    for i in range(n_queries):
+        if handed_back[i]:
+            results.append(None)
+            continue
+        lo, hi = int(bounds[i]), int(bounds[i + 1])
+        if k is not None:
+            hi = min(hi, lo + k)
+        results.append((d[lo:hi].astype(np.int32), r[lo:hi]))
+    return results
