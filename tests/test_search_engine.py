@@ -14,8 +14,11 @@ from vidhash.index.codes import hamming, pad_to_64
 from vidhash.index.segment import NULLS, ROW_ARRAYS, assemble, fixed_ids, merge, words
 
 
-def make_segment(codes: np.ndarray, code_bits: int, videos: int = 5, tables: bool = True, seed=0):
-    """A segment of these codes (ids shuffled, so row order != input order)."""
+def make_segment(
+    codes: np.ndarray, code_bits: int, videos: int = 5, tables: bool = True, seed=0, bits=None
+):
+    """A segment of these codes (ids shuffled, so row order != input order); ``bits``: the
+    MIH substring length (by the number of rows when None)."""
     rng = np.random.default_rng(seed)
     n = len(codes)
     ids = [f"{rng.integers(0, 1 << 40):010x}-{i:09d}" for i in range(n)]
@@ -38,6 +41,7 @@ def make_segment(codes: np.ndarray, code_bits: int, videos: int = 5, tables: boo
         [f"{i:064x}" for i in range(videos)],
         np.zeros((videos, 2), np.int64),
         mih_min_rows=0 if tables else 1 << 60,
+        mih_bits=bits,
     )
 
 
@@ -96,6 +100,21 @@ def test_mih_equals_brute_force(kind: str) -> None:
         check(seg, codes, queries, k, radius)
     check(seg, codes, queries, 30, None, blocked=[1, 3])
     check(seg, codes, queries, None, 6, blocked=[0])
+
+
+def test_mih_with_24_bit_substrings_and_shells_too_large_to_probe() -> None:
+    """From 4M rows the tables use 2 x 24 bits; a round of more than MAX_SHELL buckets (a
+    large radius) hands the query to the flat scan. Both exact."""
+    assert mih.substring_bits(4_000_000) == 24 and mih.substring_bits(3_999_999) == 16
+    codes = clustered(4000, 48, centres=40, flips=3, seed=9)
+    seg = make_segment(codes, 48, bits=24)
+    assert seg.tables.spec == [(0, 24), (24, 24)]
+    queries = np.concatenate([codes[:10], clustered(5, 48, centres=40, flips=3, seed=10)])
+    for k, radius in [(10, None), (1, None), (200, None), (None, 3), (10, 30), (None, 25)]:
+        check(seg, codes, queries, k, radius)
+    far = pad_to_64(np.full((1, 6), 0x5A, np.uint8))
+    answers, _ = mih.search(seg.tables, seg.video, far, None, 40, None, budget=1 << 40)
+    assert answers == [None]  # radius 40 needs rounds of C(24, 20+) buckets: flat instead
 
 
 def test_mih_hands_back_queries_past_its_budget_and_flat_answers_them() -> None:

@@ -1,8 +1,9 @@
 """Exact k-nearest-neighbour and radius search in Hamming space by multi-index hashing.
 
 Norouzi, Punjani & Fleet, "Fast Exact Search in Hamming Space with Multi-Index Hashing"
-(CVPR 2012 / TPAMI 2014). A code of L bits is cut into m disjoint substrings (at most 16
-bits each, never across a 64-bit word: 48 bits -> 3 x 16). Table j lists every row by the
+(CVPR 2012 / TPAMI 2014). A code of L bits is cut into m disjoint substrings of at most s
+bits, never across a 64-bit word, s about log2(rows) as the paper advises (16, or 24 from
+4M rows: 48 bits -> 3 x 16 or 2 x 24). Table j lists every row by the
 value of its substring j: ``order`` (rows sorted by that value, stable, so by row number
 within a bucket), ``starts`` (where each of the 2^s buckets begins) and ``codes`` (the rows'
 codes in that order, so the candidates of one bucket are read from one stretch of memory).
@@ -19,7 +20,8 @@ it finds, which is not the exact k-NN (it misses rows beyond its flips); ``Index
 is the same with one table. Neither orders ties by row. This module is numpy only.
 
 A query whose candidates would pass ``budget`` rows (uniform random codes, large radii,
-filters that leave few rows) is handed back unanswered; the caller scans those flat.
+filters that leave few rows), or whose next round would probe more than ``MAX_SHELL``
+buckets, is handed back unanswered; the caller scans those flat.
 """
 
 from __future__ import annotations
@@ -27,18 +29,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import combinations
+from math import comb
 
 import numpy as np
 
-MAX_BITS = 16
+MAX_BITS = 24
+MAX_SHELL = 50_000  # masks per probe round; a query needing more is scanned flat
 
 
-def chunks(code_bits: int) -> list[tuple[int, int]]:
-    """(first bit, bits) of each substring: per 64-bit word, pieces of at most 16 bits."""
+def substring_bits(rows: int) -> int:
+    """The longest substring for a table of ``rows`` rows: about log2(rows) (Norouzi et al.
+    choose m = L / log2(n)), so buckets hold a few rows each, between 16 and 24 bits."""
+    return 24 if rows >= 4_000_000 else 16
+
+
+def chunks(code_bits: int, max_bits: int = 16) -> list[tuple[int, int]]:
+    """(first bit, bits) of each substring: per 64-bit word, pieces of at most max_bits."""
     out = []
     for word_start in range(0, code_bits, 64):
         used = min(64, code_bits - word_start)
-        count = -(-used // MAX_BITS)
+        count = -(-used // max_bits)
         start = word_start
         for i in range(count):
             bits = used // count + (1 if i < used % count else 0)
@@ -65,14 +75,16 @@ def shell(bits: int, radius: int) -> np.ndarray:
     return np.array(masks, dtype=np.int64)
 
 
-def build_tables(codes_u8: np.ndarray, code_bits: int) -> dict[str, np.ndarray]:
-    """The arrays of the m tables for these codes: ``mih{j}_order/_starts/_codes``."""
-    out = {}
-    for j, (values, (_, bits)) in enumerate(
-        zip(substrings(codes_u8, chunks(code_bits)), chunks(code_bits), strict=True)
-    ):
+def build_tables(
+    codes_u8: np.ndarray, code_bits: int, max_bits: int | None = None
+) -> dict[str, np.ndarray]:
+    """The arrays of the m tables for these codes: ``mih_spec`` and ``mih{j}_order/_starts/
+    _codes``; substrings of at most ``max_bits`` (default: :func:`substring_bits`)."""
+    spec = chunks(code_bits, max_bits or substring_bits(len(codes_u8)))
+    out = {"mih_spec": np.array(spec, np.int64).reshape(len(spec), 2)}
+    for j, (values, (_, bits)) in enumerate(zip(substrings(codes_u8, spec), spec, strict=True)):
         order = np.argsort(values, kind="stable").astype(np.int32)
-        starts = np.zeros((1 << bits) + 1, np.int64)
+        starts = np.zeros((1 << bits) + 1, np.int32 if len(order) < 2**31 else np.int64)
         np.cumsum(np.bincount(values, minlength=1 << bits), out=starts[1:])
         out[f"mih{j}_order"] = order
         out[f"mih{j}_starts"] = starts
@@ -90,10 +102,10 @@ class Tables:
     codes: list[np.ndarray]  # (n, W) uint64, row order of ``order``
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], code_bits: int) -> Tables | None:
-        spec = chunks(code_bits)
-        if f"mih{len(spec) - 1}_order" not in arrays:
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Tables | None:
+        if "mih_spec" not in arrays:
             return None
+        spec = [(int(a), int(b)) for a, b in arrays["mih_spec"].tolist()]
         return cls(
             spec,
             [arrays[f"mih{j}_order"] for j in range(len(spec))],
@@ -132,9 +144,13 @@ def search(
         for j, (_, bits) in enumerate(tables.spec):
             if len(active) == 0:
                 break
+            if r <= bits and comb(bits, r) > MAX_SHELL:  # too many buckets: scan flat
+                handed_back[active] = True
+                active = active[:0]
+                break
             masks = shell(bits, r) if r <= bits else np.zeros(0, np.int64)
             keys = q_subs[active, j][:, None] ^ masks[None, :]
-            lo = tables.starts[j][keys]
+            lo = tables.starts[j][keys].astype(np.int64)
             counts = tables.starts[j][keys + 1] - lo
             per_query = counts.sum(axis=1)
             over = seen[active] + per_query > budget

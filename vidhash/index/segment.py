@@ -80,7 +80,7 @@ class Segment:
         self.codes = self.arrays["codes"].view(np.uint64)
         self.ids = self.arrays["ids"]
         self.video = self.arrays["video"]
-        self.tables = mih.Tables.from_arrays(self.arrays, self.code_bits)
+        self.tables = mih.Tables.from_arrays(self.arrays)
 
     # ------------------------------------------------------------------ files
 
@@ -199,6 +199,7 @@ def assemble(
     video_ids: list[str],
     video_parts: np.ndarray,
     mih_min_rows: int = MIH_MIN_ROWS,
+    mih_bits: int | None = None,
 ) -> Segment:
     """A segment from unsorted per-row arrays (``ROW_ARRAYS``) and its inputs' table.
 
@@ -217,7 +218,7 @@ def assemble(
     arrays["video_rows"] = np.bincount(arrays["video"], minlength=len(video_paths)).astype(np.int64)
     arrays["video_part"] = np.asarray(video_parts, np.int64).reshape(len(video_paths), 2)
     if len(order) >= mih_min_rows:
-        arrays.update(mih.build_tables(arrays["codes"], code_bits))
+        arrays.update(mih.build_tables(arrays["codes"], code_bits, mih_bits))
     return Segment(code_bits, arrays)
 
 
