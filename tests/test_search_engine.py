@@ -240,3 +240,43 @@ def test_substrings_cover_the_code_without_crossing_words() -> None:
     values = [int(v[0]) for v in mih.substrings(padded, mih.chunks(48))]
     bits = "".join(str(int(i % 3 == 0)) for i in range(48))
     assert values == [int(bits[i : i + 16], 2) for i in (0, 16, 32)]
+
+
+def test_file_array_reads_what_the_map_shows(tmp_path) -> None:
+    """The array file read back mapped and with pread (FileArray): same values for every
+    kind of index; a damaged file is refused."""
+    from vidhash.index.arrayfile import DamagedFile, bsearch, read_arrays, write_arrays
+
+    rng = np.random.default_rng(8)
+    arrays = {
+        "x": np.arange(1000, dtype=np.int64),
+        "c": rng.integers(0, 256, (500, 8), dtype=np.uint8),
+        "s": np.array([b"ab", b"abc", b"b", b"de"], dtype="S3"),
+        "empty": np.zeros((0, 8), np.uint8),
+    }
+    write_arrays(tmp_path / "f", arrays, {"k": 1})
+    info, mapped = read_arrays(tmp_path / "f")
+    _, read = read_arrays(tmp_path / "f", access="read")
+    assert info == {"k": 1}
+    mask = np.zeros(1000, bool)
+    mask[[3, 500, 501]] = True
+    indexes = [7, -1, slice(10, 20), slice(None, None, 7), np.array([[5, 3, 900], [0, 999, 5]])]
+    indexes += [mask, np.zeros(0, np.int64), (7, slice(None, 6)), (np.array([1, 2]), slice(3))]
+    for index in indexes:
+        name = "c" if isinstance(index, tuple) else "x"
+        assert np.array_equal(read[name][index], mapped[name][index]), index
+    assert np.array_equal(read["c"].view(np.uint64)[[4, 9]], mapped["c"].view(np.uint64)[[4, 9]])
+    assert np.array_equal(np.asarray(read["s"]), mapped["s"]) and len(read["empty"]) == 0
+    for key in [b"a", b"ab", b"abc", b"abd", b"b", b"z"]:
+        assert (
+            bsearch(read["s"], key)
+            == bsearch(mapped["s"], key)
+            == np.searchsorted(mapped["s"], key)
+        )
+    data = (tmp_path / "f").read_bytes()
+    (tmp_path / "g").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DamagedFile):
+        read_arrays(tmp_path / "g")
+    (tmp_path / "h").write_bytes(b"not an array file at all")
+    with pytest.raises(DamagedFile):
+        read_arrays(tmp_path / "h", access="read")

@@ -111,6 +111,35 @@ def test_index_open_reads_no_parquet_and_loads_no_pandas_pyarrow_or_faiss(tmp_pa
     assert out.stdout.strip() == "[]"
 
 
+def test_read_access_answers_as_the_mapped_files(tmp_path: Path) -> None:
+    """``access="read"`` (pread as asked: what vidhash search uses) gives the same rows,
+    records, codes, concepts and answers as the memory-mapped files."""
+    root = tmp_path / "idx"
+    run_workload(root)  # several segments, dead inputs
+    with IndexStore.open(root) as store:
+        kids = store.read_table("keyframes")["keyframe_id"].tolist()
+        store.write_annotations(pa.table({"keyframe_id": kids[:3], "concept": ["a", "b", "a"],
+                                          "group": ["g"] * 3}))  # fmt: skip
+    mapped, read = Index.open(root), Index.open(root, access="read")
+    assert len(read.view.segments) > 1 and any(len(d) for d in read.view.dead)
+    assert read.keyframes.equals(mapped.keyframes)
+    video = mapped.record(kids[5])["video_id"]
+    for kid in kids[::4]:
+        assert read.record(kid) == mapped.record(kid)
+        assert np.array_equal(read.code_of(kid), mapped.code_of(kid))
+        assert read.concepts_of(kid) == mapped.concepts_of(kid)
+        code = mapped.code_of(kid)
+        for k, radius, exclude in [(10, None, None), (None, 2, None), (40, 3, {video})]:
+            assert read.search(code, k, radius, exclude) == mapped.search(code, k, radius, exclude)
+            assert all(
+                np.array_equal(a, b)
+                for a, b in zip(read.search_arrays(code, k, radius, exclude),
+                                mapped.search_arrays(code, k, radius, exclude), strict=True)
+            )  # fmt: skip
+    with pytest.raises(KeyError):
+        read.code_of("nope")
+
+
 def test_redo_drop_and_displaced_owner_mark_rows_dead_then_compact(tmp_path: Path) -> None:
     root = tmp_path / "idx"
     run_workload(root)
@@ -170,6 +199,26 @@ def test_missing_or_damaged_search_file_is_rebuilt_on_open(tmp_path: Path, damag
     assert_searches_like_parquet(root)
     assert search_rows(root) == expected
     assert_current(root)
+    if damage == "missing":
+        assert len(Manifest.read(root).segments) == 1  # a rebuild from nothing: one segment
+
+
+def test_a_writer_rewrites_segments_whose_tables_are_not_what_their_size_calls_for(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from vidhash.index import segment
+
+    root = tmp_path / "idx"
+    build_index(root, n_videos=6, per_video=40, alphabet=4, seed=6)
+    before = Manifest.read(root)
+    assert all(SearchView.load(root, before).segments[i].tables is None for i in range(2))
+    monkeypatch.setattr(segment, "MIH_MIN_ROWS", 50)  # as if a newer vidhash wanted tables
+    IndexStore.open(root, model_meta=MODEL).close()
+    after = SearchView.load(root, Manifest.read(root))
+    assert after.generation == before.generation + 1
+    assert all((seg.tables is not None) == (len(seg) >= 50) for seg in after.segments)
+    assert_current(root)
+    assert_searches_like_parquet(root)
 
 
 def test_stale_while_another_writer_holds_the_lock(tmp_path: Path) -> None:

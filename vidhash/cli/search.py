@@ -76,7 +76,7 @@ def command(
     if keyframe_id is not None:
         from vidhash.index.search import Index
 
-        index = Index.open(index_dir)
+        index = Index.open(index_dir, access="read")  # one query: read only what it needs
         try:
             code = index.code_of(keyframe_id)
         except KeyError:

@@ -108,7 +108,7 @@ def _numpy_flat(
 def _faiss_flat(seg: Segment, queries: np.ndarray, k: int, radius: int | None, allowed):
     import faiss
 
-    codes = seg.arrays["codes"]
+    codes = np.ascontiguousarray(seg.arrays["codes"])  # read whole if not mapped
     n, width = codes.shape
     k_faiss = min(k, n)
     selector = bitmap = None

@@ -105,7 +105,7 @@ class Tables:
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Tables | None:
         if "mih_spec" not in arrays:
             return None
-        spec = [(int(a), int(b)) for a, b in arrays["mih_spec"].tolist()]
+        spec = [(int(a), int(b)) for a, b in np.asarray(arrays["mih_spec"]).tolist()]
         return cls(
             spec,
             [arrays[f"mih{j}_order"] for j in range(len(spec))],

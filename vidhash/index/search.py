@@ -161,12 +161,15 @@ class Index:
         self._frame = None
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> Index:
+    def open(cls, path: str | os.PathLike, access: str = "map") -> Index:
         """Open an index for search; raises ``IndexMissingError`` when there is none.
 
         Sees only committed inputs, so it is safe to open while ``vidhash index`` runs.
+        ``access="read"``: read the search file with ``pread`` as searches ask instead of
+        mapping it (one-off processes: RSS holds only what they read; see
+        :mod:`vidhash.index.arrayfile`).
         """
-        return cls(Path(path), open_view(path))
+        return cls(Path(path), open_view(path, access))
 
     @classmethod
     def from_table(
@@ -239,7 +242,7 @@ class Index:
             parts = []
             for seg, dead in zip(self._segments, self._dead, strict=True):
                 live = seg.live_mask(dead)
-                parts.append(np.asarray(seg.ids if live is None else seg.ids[live]))
+                parts.append(np.asarray(seg.ids) if live is None else seg.ids[live])
             width = max([1, *(p.dtype.itemsize for p in parts)])
             ids = np.concatenate([p.astype(f"S{width}") for p in parts])
             by_id = np.argsort(ids, kind="stable")  # sorted runs: merged in linear time

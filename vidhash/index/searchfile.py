@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from vidhash.errors import IndexMissingError
-from vidhash.index.arrayfile import DamagedFile, read_arrays
+from vidhash.index.arrayfile import DamagedFile, bsearch, read_arrays
 from vidhash.index.paths import ANNOTATIONS_FILE, META_FILE, PART_PREFIX, SEARCH_DIR, is_index
 from vidhash.index.segment import Segment, fixed_ids
 
@@ -161,8 +161,8 @@ class Concepts:
         self.names = names
 
     @classmethod
-    def load(cls, path: Path) -> Concepts:
-        info, arrays = read_arrays(path)
+    def load(cls, path: Path, access: str = "map") -> Concepts:
+        info, arrays = read_arrays(path, access)
         return cls(arrays, list(info["names"]))
 
     @classmethod
@@ -185,8 +185,8 @@ class Concepts:
         key = keyframe_id.encode("utf-8", "surrogateescape")
         if not len(self.ids) or len(key) > self.ids.dtype.itemsize:
             return []
-        i = int(np.searchsorted(self.ids, key))
-        if i >= len(self.ids) or self.ids[i] != key:
+        i = bsearch(self.ids, key)
+        if i >= len(self.ids) or bytes(self.ids[i]) != key:
             return []
         lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
         return [self.names[v] for v in self.values[lo:hi].tolist()]
@@ -207,19 +207,25 @@ class SearchView:
         return int(self.meta["code_bits"])
 
     @classmethod
-    def load(cls, root: Path, manifest: Manifest) -> SearchView:
+    def load(cls, root: Path, manifest: Manifest, access: str = "map") -> SearchView:
+        """The files ``manifest`` names, memory-mapped or (``access="read"``) read as
+        searches ask (:func:`vidhash.index.arrayfile.read_arrays`)."""
         folder = root / SEARCH_DIR
         bits = int(manifest.meta["code_bits"])
-        segments = [Segment.load(folder / s["file"], bits) for s in manifest.segments]
+        segments = [Segment.load(folder / s["file"], bits, access) for s in manifest.segments]
         dead = [np.array(sorted(s.get("dead", [])), np.int32) for s in manifest.segments]
-        concepts = Concepts.load(folder / manifest.concepts) if manifest.concepts else None
+        concepts = None
+        if manifest.concepts:
+            concepts = Concepts.load(folder / manifest.concepts, access)
         return cls(dict(manifest.meta), segments, dead, concepts, manifest.generation)
 
 
-def open_view(path: str | os.PathLike) -> SearchView:
+def open_view(path: str | os.PathLike, access: str = "map") -> SearchView:
     """The index at ``path`` as a search sees it (see the module's contracts).
 
-    Raises ``IndexMissingError`` when there is no index (or no model recorded) at path.
+    ``access="read"`` reads the files with ``pread`` as searches ask instead of mapping
+    them: for one-off processes (``vidhash search``), whose RSS then holds only what they
+    read. Raises ``IndexMissingError`` when there is no index (or no model) at path.
     """
     root = Path(path)
     if not is_index(root):
@@ -232,7 +238,7 @@ def open_view(path: str | os.PathLike) -> SearchView:
         if manifest is None or not manifest.current(source_files(root)):
             break
         try:
-            return SearchView.load(root, manifest)
+            return SearchView.load(root, manifest, access)
         except FileNotFoundError:
             continue  # a writer replaced segments since we read the manifest: read it again
         except (DamagedFile, ValueError, KeyError) as exc:
@@ -241,4 +247,4 @@ def open_view(path: str | os.PathLike) -> SearchView:
             break
     from vidhash.index.searchwriter import repair
 
-    return repair(root, manifest)
+    return repair(root, manifest, access)

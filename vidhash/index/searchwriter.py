@@ -9,7 +9,8 @@
   rows as the one before it, the two become one, so each row is rewritten about
   log2(rows / rows per input) times over the index's life, and a search sees a few
   segments (one per power of two), the largest with multi-index hashing tables. A segment
-  with more dead rows than live ones is rewritten alone.
+  with more dead rows than live ones, or with tables of another layout than its size
+  calls for (:func:`vidhash.index.mih.substring_bits`), is rewritten alone.
 * :meth:`SearchWriter.sync` reconciles the search file with the Parquet files (a writer's
   start, a stale open): inputs whose keyframes part fingerprint differs from the one
   recorded with their rows are redone, new ones added, gone ones marked dead; a file
@@ -34,7 +35,7 @@ import pyarrow as pa
 
 from vidhash.errors import IndexMissingError, UsageError
 from vidhash.fsutil import atomic_write_bytes
-from vidhash.index import segment
+from vidhash.index import mih, segment
 from vidhash.index.arrayfile import DamagedFile, write_arrays
 from vidhash.index.layout import (
     ANNOTATIONS_SCHEMA,
@@ -125,11 +126,15 @@ class SearchWriter:
         elif manifest is not None:
             self.generation = manifest.generation
         self._index_live()
-        if manifest is not None and manifest.meta == meta and manifest.current(self.files):
-            self._collect_garbage()
+        current = manifest is not None and manifest.meta == meta
+        if current and manifest.current(self.files):
+            if not any(map(self._outdated, self.pieces)):
+                self._collect_garbage()
+                return
+            self._apply(set(), {}, meta)  # only rewrites: tables of another layout
             return
         affected = set(self.live) | set(self.store._rows)
-        self._apply(affected, {}, meta)
+        self._apply(affected, {}, meta, whole=not self.pieces)
 
     def update(self, touched: dict[Path, str], fresh: dict[Path, pa.Table]) -> None:
         """After a store write: refresh the fingerprints of the files it touched (file ->
@@ -165,8 +170,13 @@ class SearchWriter:
             return None
         return self.files.get(f"keyframes/part-{part_key(path)}.parquet")
 
-    def _apply(self, affected: set[str], fresh: dict[Path, pa.Table], meta: dict) -> None:
-        """Mark dead and add rows for ``affected`` inputs, compact, write the manifest."""
+    def _apply(
+        self, affected: set[str], fresh: dict[Path, pa.Table], meta: dict, whole: bool = False
+    ) -> None:
+        """Mark dead and add rows for ``affected`` inputs, compact, write the manifest.
+
+        ``whole``: a rebuild from nothing ends as one segment (built in ``BUILD_ROWS``
+        pieces, then merged once)."""
         additions: list[tuple[str, Fingerprint]] = []
         for path in sorted(affected):
             want = self._wanted(path)
@@ -177,6 +187,8 @@ class SearchWriter:
             if want is not None and path not in self.live:
                 additions.append((path, want))
         self._add(additions, fresh, _bits(meta))
+        if whole and len(self.pieces) > 1:
+            self.pieces = [self._merge(self.pieces, _bits(meta))]
         self._compact(_bits(meta))
         self._refresh_concepts()
         self._write_manifest(meta)
@@ -214,10 +226,19 @@ class SearchWriter:
         seg.save(self.folder / name)
         return Piece(name, segment.Segment.load(self.folder / name, seg.code_bits), set())
 
+    def _outdated(self, piece: Piece) -> bool:
+        """More dead rows than live ones, or MIH tables other than its size calls for."""
+        rows = len(piece.seg)
+        if piece.dead and piece.live_rows() < rows / 2:
+            return True
+        want = mih.chunks(piece.seg.code_bits, mih.substring_bits(rows))
+        have = piece.seg.tables.spec if piece.seg.tables is not None else None
+        return have != (want if rows >= segment.MIH_MIN_ROWS else None)
+
     def _compact(self, bits: int) -> None:
         self.pieces = [p for p in self.pieces if p.live_rows() > 0]
         for i, piece in enumerate(self.pieces):
-            if piece.dead and piece.live_rows() < len(piece.seg) / 2:
+            if self._outdated(piece):
                 self.pieces[i] = self._merge([piece], bits)
         while len(self.pieces) >= 2 and (
             self.pieces[-2].live_rows() <= MERGE_RATIO * self.pieces[-1].live_rows()
@@ -314,7 +335,7 @@ def in_memory(store: IndexStore) -> SearchView:
     return SearchView(meta, [seg], [np.zeros(0, np.int32)], concepts)
 
 
-def repair(root: Path, manifest: Manifest | None) -> SearchView:
+def repair(root: Path, manifest: Manifest | None, access: str = "map") -> SearchView:
     """A stale or missing search file on open: rebuild it under the writer lock, or, when
     that lock is held or cannot be taken, read the last good file or build in memory."""
     from vidhash.index.store import IndexStore
@@ -326,7 +347,7 @@ def repair(root: Path, manifest: Manifest | None) -> SearchView:
     except UsageError:  # a writer is running: it keeps the search file current
         with contextlib.suppress(OSError, DamagedFile, ValueError, KeyError):
             if manifest is not None and manifest.meta == manifest_meta(store.meta):
-                return SearchView.load(root, manifest)
+                return SearchView.load(root, manifest, access)
         return in_memory(store)
     except OSError:  # a read-only index
         return in_memory(store)
@@ -334,7 +355,7 @@ def repair(root: Path, manifest: Manifest | None) -> SearchView:
         SearchWriter(store).sync()
         fresh = Manifest.read(root)
         if fresh is not None:
-            return SearchView.load(root, fresh)
+            return SearchView.load(root, fresh, access)
     except OSError as exc:
         log.warning("%s: cannot write its search file (%s); searching from Parquet", root, exc)
     finally:

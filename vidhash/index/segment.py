@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from vidhash.index import mih
-from vidhash.index.arrayfile import read_arrays, write_arrays
+from vidhash.index.arrayfile import bsearch, read_arrays, write_arrays
 from vidhash.index.paths import image_relpath
 
 MIH_MIN_ROWS = 100_000
@@ -85,8 +85,9 @@ class Segment:
     # ------------------------------------------------------------------ files
 
     @classmethod
-    def load(cls, path: Path, code_bits: int) -> Segment:
-        info, arrays = read_arrays(path)
+    def load(cls, path: Path, code_bits: int, access: str = "map") -> Segment:
+        """The segment in ``path``: memory-mapped, or (``access="read"``) read as indexed."""
+        info, arrays = read_arrays(path, access)
         if info.get("code_bits") != code_bits or arrays["codes"].shape[1] != 8 * words(code_bits):
             raise ValueError(f"{path}: holds {info.get('code_bits')}-bit codes, not {code_bits}")
         return cls(code_bits, arrays, path.name)
@@ -121,7 +122,7 @@ class Segment:
         """The numbers of the inputs with these content hashes."""
         if self._by_video_id is None:
             a = self.arrays
-            offsets, data = a["video_id_offsets"], a["video_id_data"]
+            offsets, data = np.asarray(a["video_id_offsets"]), np.asarray(a["video_id_data"])
             self._by_video_id = {}
             for v in range(self.n_videos):
                 self._by_video_id.setdefault(unpack_string(offsets, data, v), []).append(v)
@@ -133,8 +134,8 @@ class Segment:
         key = keyframe_id.encode("utf-8", "surrogateescape")
         if len(key) > self.ids.dtype.itemsize or not len(self):
             return -1
-        row = int(np.searchsorted(self.ids, key))
-        return row if row < len(self) and self.ids[row] == key else -1
+        row = bsearch(self.ids, key)
+        return row if row < len(self) and bytes(self.ids[row]) == key else -1
 
     def image_path(self, row: int) -> str | None:
         flag = int(self.arrays["image"][row])
@@ -143,7 +144,7 @@ class Segment:
         if flag == 1:
             return image_relpath(self.keyframe_id(row))
         a = self.arrays
-        at = int(np.searchsorted(a["image_rows"], row))
+        at = int(np.searchsorted(np.asarray(a["image_rows"]), row))
         return unpack_string(a["image_paths_offsets"], a["image_paths_data"], at)
 
     def keyframe_id(self, row: int) -> str:
@@ -198,7 +199,7 @@ def assemble(
     video_paths: list[str],
     video_ids: list[str],
     video_parts: np.ndarray,
-    mih_min_rows: int = MIH_MIN_ROWS,
+    mih_min_rows: int | None = None,
     mih_bits: int | None = None,
 ) -> Segment:
     """A segment from unsorted per-row arrays (``ROW_ARRAYS``) and its inputs' table.
@@ -217,7 +218,7 @@ def assemble(
     arrays["video_id_offsets"], arrays["video_id_data"] = pack_strings(video_ids)
     arrays["video_rows"] = np.bincount(arrays["video"], minlength=len(video_paths)).astype(np.int64)
     arrays["video_part"] = np.asarray(video_parts, np.int64).reshape(len(video_paths), 2)
-    if len(order) >= mih_min_rows:
+    if len(order) >= (MIH_MIN_ROWS if mih_min_rows is None else mih_min_rows):
         arrays.update(mih.build_tables(arrays["codes"], code_bits, mih_bits))
     return Segment(code_bits, arrays)
 
