@@ -17,7 +17,9 @@ Four measurements, each printing the figures docs/RESULTS.md quotes:
   of a real index replicated with 0 to ``--flips`` random bit flips. Queries: codes of the
   database (keyframe queries) and fresh codes from the same distribution. ``--shots S``
   first makes S shot codes (a real code with 0 to ``--shot-flips`` bits flipped), then
-  the keyframes from those: a real code's biases, an archive's variety.
+  the keyframes from those: a real code's biases, an archive's variety. ``--index PATH``
+  instead times ``Index.search_arrays`` (every segment, merged by keyframe id) on an
+  on-disk index against the flat scan of all its codes.
 * ``write-cost``: ``vidhash index VIDEOS`` into a fresh index with and without keeping the
   search file (``VIDHASH_SEARCH_FILE=off``), alternating, ``--repeats`` times each.
 
@@ -138,7 +140,8 @@ def warm(root: Path) -> int:
 
 
 def cli(args: argparse.Namespace) -> None:
-    print(f"page cache: read {warm(Path(args.index)) / 1e6:,.0f} MB")
+    root = str(Path(args.index).resolve())
+    print(f"page cache: read {warm(Path(root)) / 1e6:,.0f} MB")
     index = Index.open(args.index)
     rng = np.random.default_rng(1)
     segs = index.view.segments
@@ -146,13 +149,13 @@ def cli(args: argparse.Namespace) -> None:
              rng.choice(len(segs), args.calls, p=[len(x) / len(index) for x in segs])]  # fmt: skip
     checkouts = {"this checkout": str(Path(__file__).resolve().parents[1])}
     if args.compare_checkout:
-        checkouts["compare: " + args.compare_checkout] = args.compare_checkout
+        checkouts["compare: " + args.compare_checkout] = str(Path(args.compare_checkout).resolve())
     print(f"{args.index}: {len(index):,} keyframes in {len(segs)} segments; {load()}")
     for name, checkout in checkouts.items():
         env = {**os.environ, "PYTHONPATH": checkout, "OMP_WAIT_POLICY": "PASSIVE"}
         walls, rss = [], []
         for i, kid in enumerate([picks[0], *picks]):
-            argv = [sys.executable, "-m", "vidhash.cli", "search", args.index, "--keyframe", kid]
+            argv = [sys.executable, "-m", "vidhash.cli", "search", root, "--keyframe", kid]
             wall, peak, out = _wait_call([*argv, "-k", "10", "--json"], env)
             hits = json.loads(out)["hits"]
             assert hits[0]["distance"] == 0  # itself, or a keyframe with the same code
@@ -187,10 +190,15 @@ print(os.waitstatus_to_exitcode(status), wall, usage.ru_maxrss * 1024, file=sys.
 
 
 def _wait_call(argv: list[str], env: dict) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS (bytes) and stdout of one command (see LAUNCHER)."""
+    """Wall seconds, peak RSS (bytes) and stdout of one command (see LAUNCHER), run in the
+    checkout on PYTHONPATH (``-m`` puts the working directory first on sys.path)."""
     with tempfile.TemporaryFile() as out:
         done = subprocess.run(
-            [sys.executable, "-c", LAUNCHER, *argv], stdout=out, stderr=subprocess.PIPE, env=env
+            [sys.executable, "-c", LAUNCHER, *argv],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=env["PYTHONPATH"],
         )
         last = done.stderr.decode().strip().splitlines()[-1].split()
         code, wall, peak = int(last[0]), float(last[1]), int(last[2])
@@ -238,9 +246,49 @@ def alternating_qps(sides: dict, rounds: int, min_seconds: float) -> tuple[dict,
     return best, answers
 
 
+def index_bench(args: argparse.Namespace) -> None:
+    """MIH vs flat through ``Index.search_arrays`` on an on-disk index (all its segments)."""
+    import faiss
+
+    index = Index.open(args.index)
+    segs, dead = index.view.segments, index.view.dead
+    codes = np.concatenate(
+        [np.asarray(s.arrays["codes"])[np.asarray(s.live_mask(d) if len(d) else slice(None))]
+         for s, d in zip(segs, dead, strict=True)]
+    )[:, : index.nbytes]  # fmt: skip
+    order = index._id_order()
+    if order is not None:
+        codes = codes[order[0]]  # row numbers are in keyframe id order
+    print(f"{args.index}: {len(index):,} keyframes in {len(segs)} segments; top-{args.k}; {load()}")
+    flat = HammingSearcher(codes)
+    rng = np.random.default_rng(2)
+    queries = codes[rng.integers(0, len(codes), args.queries)]
+    faiss.omp_set_num_threads(1)
+    qps, answers = alternating_qps(
+        {
+            "flat": (lambda q: flat.search(q, args.k), queries[: args.flat_queries]),
+            "index": (lambda q: index.search_arrays(q, args.k), queries),
+        },
+        3,
+        args.seconds,
+    )
+    fd, fr = flat.search(queries, args.k)
+    d, r = answers["index"]
+    same = all(
+        np.array_equal(d[i], fd[i]) and np.array_equal(r[i], fr[i]) for i in range(len(queries))
+    )
+    print(
+        f"  database codes, FAISS threads 1: flat {qps['flat']:,.0f} q/s, Index.search_arrays "
+        f"{qps['index']:,.0f} q/s: {qps['index'] / qps['flat']:.1f}x; identical on "
+        f"{len(queries)}: {same}; {load()}"
+    )
+
+
 def mih_bench(args: argparse.Namespace) -> None:
     import faiss
 
+    if args.index:
+        return index_bench(args)
     if args.real:
         centres = real_centres(Path(args.real))
         kind = f"{len(centres)} distinct real codes of {args.real}"
@@ -277,13 +325,16 @@ def mih_bench(args: argparse.Namespace) -> None:
             )
             flat_qps, mih_qps = qps["flat"], qps["mih"]
             (fd, fr), answers = answers["flat"], answers["mih"]
+            if threads == 1:  # every query, once: the same rows and distances as the flat scan
+                fd, fr = flat.search(queries, args.k)
+            n = len(fd)
             same = all(
                 np.array_equal(answers[i][0], fd[i]) and np.array_equal(answers[i][1], fr[i])
-                for i in range(args.flat_queries)
+                for i in range(n)
             )
             print(
                 f"  {name}, FAISS threads {threads}: flat {flat_qps:,.0f} q/s, MIH "
-                f"{mih_qps:,.0f} q/s: {mih_qps / flat_qps:.1f}x; identical: {same}; {load()}"
+                f"{mih_qps:,.0f} q/s: {mih_qps / flat_qps:.1f}x; identical on {n}: {same}; {load()}"
             )
 
 
@@ -299,15 +350,50 @@ def write_cost(args: argparse.Namespace) -> None:
                 env = {**os.environ, "VIDHASH_SEARCH_FILE": mode}
                 argv = [sys.executable, "-m", "vidhash.cli", "index", args.videos, "--out", out]
                 start = time.perf_counter()
-                subprocess.run([*map(str, argv), "--json"], env=env, check=True,
-                               capture_output=True)  # fmt: skip
+                done = subprocess.run([*map(str, argv), "--json"], env=env, capture_output=True)
                 times[mode].append(time.perf_counter() - start)
+                if done.returncode not in (0, 1):  # 1: a partly decoded input, as expected here
+                    raise RuntimeError(done.stderr.decode()[-800:])
                 print(f"  search file {mode}: {times[mode][-1]:.1f} s; {load()}", flush=True)
     on, off = statistics.median(times["on"]), statistics.median(times["off"])
+    runs = ", ".join(f"{m} " + " ".join(f"{t:.1f}" for t in times[m]) for m in times)
     print(
         f"vidhash index {args.videos}: median {on:.1f} s keeping the search file, {off:.1f} s "
-        f"without: {100 * (on / off - 1):+.1f}% (runs: on {times['on']}, off {times['off']})"
+        f"without: {100 * (on / off - 1):+.1f}% (runs, s: {runs})"
     )
+    inside, total = time_in_search_file(Path(args.videos), args.scratch)
+    print(
+        f"in one process: {inside:.2f} s of the {total:.1f} s run were spent keeping the "
+        f"search file ({100 * inside / total:.1f}%); {load()}"
+    )
+
+
+def time_in_search_file(videos: Path, scratch: str | None) -> tuple[float, float]:
+    """(seconds inside the search file's writer, seconds of the whole run) of one
+    ``build_index`` run in this process: the cost without the noise of two runs."""
+    from vidhash.index.searchwriter import SearchWriter
+    from vidhash.ingest import build_index
+    from vidhash.models import load_model
+
+    spent = [0.0]
+
+    def timed(method):
+        def wrapper(*a, **kw):
+            start = time.perf_counter()
+            try:
+                return method(*a, **kw)
+            finally:
+                spent[0] += time.perf_counter() - start
+
+        return wrapper
+
+    SearchWriter.sync = timed(SearchWriter.sync)
+    SearchWriter.update = timed(SearchWriter.update)
+    model = load_model("default")
+    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+        start = time.perf_counter()
+        build_index(videos, Path(tmp) / "idx", model, progress=False)
+        return spent[0], time.perf_counter() - start
 
 
 def main() -> None:
@@ -328,6 +414,7 @@ def main() -> None:
     p.add_argument("--centres", type=int, default=10_000)
     p.add_argument("--flips", type=int, default=4)
     p.add_argument("--real", help="replicate the codes of this (real) index instead")
+    p.add_argument("--index", help="instead: Index.search_arrays on this on-disk index")
     p.add_argument(
         "--shots", type=int, default=0, help="with --real: first this many shot codes from them"
     )

@@ -178,56 +178,81 @@ def search(
                 pool_q.append(owner)
                 pool_r.append(rows)
                 pool_d.append(dist)
-            active = active[~_finished(active, pool_q, pool_r, pool_d, k, m * r + j, limit)]
+            active = active[~_finished(active, pool_q, pool_r, pool_d, k, m * r + j, limit, m)]
             if r >= bits:  # table j probed at every radius: every row has been seen
                 active = active[:0]
         if len(active) == 0:
             break
     looked = int(seen.sum())
-    return _collect(pool_q, pool_r, pool_d, n_queries, k, limit, handed_back), looked
+    return _collect(pool_q, pool_r, pool_d, n_queries, k, limit, handed_back, m), looked
 
 
-def _finished(active, pool_q, pool_r, pool_d, k, bound, limit) -> np.ndarray:
+def _finished(active, pool_q, pool_r, pool_d, k, bound, limit, m) -> np.ndarray:
     """Which active queries are answered once every row within ``bound`` has been seen."""
     if bound >= limit:
         return np.ones(len(active), bool)
-    if k is None or not pool_q:
+    if k is None or not pool_q or not len(active):
         return np.zeros(len(active), bool)
     if len(pool_q) > 1:  # merge the pool in place, so the next check starts from one array
         pool_q[:] = [np.concatenate(pool_q)]
         pool_r[:] = [np.concatenate(pool_r)]
         pool_d[:] = [np.concatenate(pool_d)]
     within = pool_d[0] <= bound
-    distinct = np.unique((pool_q[0][within] << 32) | pool_r[0][within])
-    found = np.bincount(distinct >> 32, minlength=int(active.max()) + 1 if len(active) else 0)
-    return found[active] >= k
+    size = int(active.max()) + 1
+    seen = np.bincount(pool_q[0][within], minlength=size)[active]  # a row at most m times
+    done = seen >= m * k
+    unsure = (seen >= k) & ~done
+    if unsure.any():  # count distinct rows only where repeats could matter
+        ask = np.isin(pool_q[0], active[unsure]) & within
+        distinct = np.unique((pool_q[0][ask] << 32) | pool_r[0][ask])
+        done |= np.bincount(distinct >> 32, minlength=size)[active] >= k
+    return done
 
 
-def _collect(pool_q, pool_r, pool_d, n_queries, k, limit, handed_back):
-    """The answer per query from the candidate pool: distinct rows, (distance, row) order."""
+def _collect(pool_q, pool_r, pool_d, n_queries, k, limit, handed_back, m):
+    """The answer per query from the candidate pool: distinct rows, (distance, row) order.
+
+    With k, only a query's k * m nearest entries (a row appears at most once per table)
+    and the rows tied with the farthest of them are sorted: all of a query's candidates
+    can be hundreds of thousands where codes repeat a lot.
+    """
     results: list[tuple[np.ndarray, np.ndarray] | None] = []
-    if pool_q:
-        q = np.concatenate(pool_q)
-        r = np.concatenate(pool_r)
-        d = np.concatenate(pool_d)
-        keep = d <= limit
-        q, r, d = q[keep], r[keep], d[keep]
-        order = np.lexsort((r, d, q))
-        q, r, d = q[order], r[order], d[order]
-        distinct = np.ones(len(q), bool)
-        distinct[1:] = (q[1:] != q[:-1]) | (r[1:] != r[:-1])
-        q, r, d = q[distinct], r[distinct], d[distinct]
-        bounds = np.searchsorted(q, np.arange(n_queries + 1))
-    else:
-        r = np.zeros(0, np.int64)
-        d = np.zeros(0, np.int64)
-        bounds = np.zeros(n_queries + 1, np.int64)
+    q = np.concatenate(pool_q) if pool_q else np.zeros(0, np.int64)
+    r = np.concatenate(pool_r) if pool_r else np.zeros(0, np.int64)
+    d = np.concatenate(pool_d) if pool_d else np.zeros(0, np.int64)
+    keep = d <= limit
+    q, r, d = q[keep], r[keep], d[keep]
+    by_query = np.argsort(q, kind="stable")
+    bounds = np.searchsorted(q[by_query], np.arange(n_queries + 1))
     for i in range(n_queries):
         if handed_back[i]:
             results.append(None)
             continue
-        lo, hi = int(bounds[i]), int(bounds[i + 1])
-        if k is not None:
-            hi = min(hi, lo + k)
-        results.append((d[lo:hi].astype(np.int32), r[lo:hi]))
+        mine = by_query[bounds[i] : bounds[i + 1]]
+        ri, di = r[mine], d[mine]
+        if k is not None and len(ri) > k:
+            ri, di = _nearest(ri, di, k, m)
+        order = np.lexsort((ri, di))
+        ri, di = ri[order], di[order]
+        distinct = np.ones(len(ri), bool)
+        distinct[1:] = ri[1:] != ri[:-1]  # a row has one distance: repeats are adjacent
+        ri, di = ri[distinct][:k], di[distinct][:k]
+        results.append((di.astype(np.int32), ri))
     return results
+
+
+def _nearest(rows: np.ndarray, dist: np.ndarray, k: int, tables: int):
+    """The entries that can be among the k best distinct rows: every entry nearer than the
+    distance where k * tables entries are reached, and of those at that distance the
+    k * tables smallest rows (repeats of a row share its distance)."""
+    need = k * tables
+    if len(rows) <= need:
+        return rows, dist
+    cut = int(np.partition(dist, need - 1)[need - 1])
+    near = dist < cut
+    tied = np.flatnonzero(dist == cut)
+    room = need - int(near.sum())
+    if len(tied) > room:
+        tied = tied[np.argpartition(rows[tied], room - 1)[:room]] if room > 0 else tied[:0]
+    pick = np.concatenate([np.flatnonzero(near), tied])
+    return rows[pick], dist[pick]
