@@ -252,9 +252,10 @@ def index_bench(args: argparse.Namespace) -> None:
 
     index = Index.open(args.index)
     segs, dead = index.view.segments, index.view.dead
+    live = [s.live_mask(d) for s, d in zip(segs, dead, strict=True)]
     codes = np.concatenate(
-        [np.asarray(s.arrays["codes"])[np.asarray(s.live_mask(d) if len(d) else slice(None))]
-         for s, d in zip(segs, dead, strict=True)]
+        [np.asarray(s.arrays["codes"])[m if m is not None else slice(None)]
+         for s, m in zip(segs, live, strict=True)]
     )[:, : index.nbytes]  # fmt: skip
     order = index._id_order()
     if order is not None:

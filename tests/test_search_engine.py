@@ -83,8 +83,12 @@ def check(seg, codes, queries, k, radius, blocked=()):
         assert d.dtype == np.int32 and r.dtype == np.int64
 
 
+@pytest.mark.parametrize("sort_all", [0, 1 << 30])
 @pytest.mark.parametrize("kind", ["random", "clustered", "ties"])
-def test_mih_equals_brute_force(kind: str) -> None:
+def test_mih_equals_brute_force(kind: str, sort_all: int, monkeypatch) -> None:
+    """Both ways of picking answers from the candidates: query by query (from the k*m
+    nearest) and one sort for the batch."""
+    monkeypatch.setattr(mih, "_SORT_ALL", sort_all)
     rng = np.random.default_rng(7)
     if kind == "random":
         codes = rng.integers(0, 256, (3000, 6), dtype=np.uint8)

@@ -152,15 +152,17 @@ def merge(
         return [empty] * n_queries
     if len(per_segment) == 1:
         return [(d, np.zeros(len(r), np.int64), r) for d, r in per_segment[0]]
-    q_parts, d_parts, s_parts, r_parts, id_parts = [], [], [], [], []
+    d_parts, r_parts, q_parts, s_parts, id_parts = [], [], [], [], []
     for s, answers in enumerate(per_segment):
-        for q, (d, r) in enumerate(answers):
-            if len(r):
-                q_parts.append(np.full(len(r), q, np.int64))
-                d_parts.append(d)
-                s_parts.append(np.full(len(r), s, np.int64))
-                r_parts.append(r)
-                id_parts.append(segments[s].ids[r])
+        lengths = [len(r) for _, r in answers]
+        if not sum(lengths):
+            continue
+        rows = np.concatenate([r for _, r in answers])
+        d_parts.append(np.concatenate([d for d, _ in answers]))
+        r_parts.append(rows)
+        q_parts.append(np.repeat(np.arange(n_queries), lengths))
+        s_parts.append(np.full(len(rows), s, np.int64))
+        id_parts.append(segments[s].ids[rows])
     if not q_parts:
         return [empty] * n_queries
     q, d, s, r = (np.concatenate(p) for p in (q_parts, d_parts, s_parts, r_parts))

@@ -35,6 +35,7 @@ import numpy as np
 
 MAX_BITS = 24
 MAX_SHELL = 50_000  # masks per probe round; a query needing more is scanned flat
+_SORT_ALL = 2_000  # candidates per query up to which a batch's answers come from one sort
 
 
 def substring_bits(rows: int) -> int:
@@ -216,12 +217,26 @@ def _collect(pool_q, pool_r, pool_d, n_queries, k, limit, handed_back, m):
     and the rows tied with the farthest of them are sorted: all of a query's candidates
     can be hundreds of thousands where codes repeat a lot.
     """
-    results: list[tuple[np.ndarray, np.ndarray] | None] = []
     q = np.concatenate(pool_q) if pool_q else np.zeros(0, np.int64)
     r = np.concatenate(pool_r) if pool_r else np.zeros(0, np.int64)
     d = np.concatenate(pool_d) if pool_d else np.zeros(0, np.int64)
     keep = d <= limit
     q, r, d = q[keep], r[keep], d[keep]
+    if k is None or len(q) <= _SORT_ALL * n_queries:  # one sort for the whole batch
+        order = np.lexsort((r, d, q))
+        q, r, d = q[order], r[order], d[order]
+        distinct = np.ones(len(q), bool)
+        distinct[1:] = (q[1:] != q[:-1]) | (r[1:] != r[:-1])  # repeats of a row are adjacent
+        q, r, d = q[distinct], r[distinct], d[distinct]
+        bounds = np.searchsorted(q, np.arange(n_queries + 1))
+        spans = [(int(bounds[i]), int(bounds[i + 1])) for i in range(n_queries)]
+        if k is not None:
+            spans = [(lo, min(hi, lo + k)) for lo, hi in spans]
+        return [
+            None if handed_back[i] else (d[lo:hi].astype(np.int32), r[lo:hi])
+            for i, (lo, hi) in enumerate(spans)
+        ]
+    results: list[tuple[np.ndarray, np.ndarray] | None] = []
     by_query = np.argsort(q, kind="stable")
     bounds = np.searchsorted(q[by_query], np.arange(n_queries + 1))
     for i in range(n_queries):
@@ -229,15 +244,12 @@ def _collect(pool_q, pool_r, pool_d, n_queries, k, limit, handed_back, m):
             results.append(None)
             continue
         mine = by_query[bounds[i] : bounds[i + 1]]
-        ri, di = r[mine], d[mine]
-        if k is not None and len(ri) > k:
-            ri, di = _nearest(ri, di, k, m)
+        ri, di = _nearest(r[mine], d[mine], k, m)
         order = np.lexsort((ri, di))
         ri, di = ri[order], di[order]
         distinct = np.ones(len(ri), bool)
         distinct[1:] = ri[1:] != ri[:-1]  # a row has one distance: repeats are adjacent
-        ri, di = ri[distinct][:k], di[distinct][:k]
-        results.append((di.astype(np.int32), ri))
+        results.append((di[distinct][:k].astype(np.int32), ri[distinct][:k]))
     return results
 
 

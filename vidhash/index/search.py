@@ -292,19 +292,18 @@ class Index:
         exclude_video_ids: Iterable[str] | Sequence[Iterable[str] | None] | None = None,
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Like :meth:`search` but returns per-query arrays of distances and row numbers."""
-        out_d, out_r = [], []
-        order = None
-        for d, s, r in self._search(codes, k, radius, exclude_video_ids):
-            rows = np.zeros(len(r), np.int64)
-            for seg in np.unique(s).tolist():
-                at = s == seg
-                rows[at] = self._position(seg, r[at])
-            if len(rows) and len(self._segments) > 1:
-                order = order or self._id_order()
-                rows = order[1][rows]
-            out_d.append(d.astype(np.int32))
-            out_r.append(rows)
-        return out_d, out_r
+        answers = self._search(codes, k, radius, exclude_video_ids)
+        segs = np.concatenate([a[1] for a in answers]) if answers else np.zeros(0, np.int64)
+        local = np.concatenate([a[2] for a in answers]) if answers else np.zeros(0, np.int64)
+        rows = np.zeros(len(local), np.int64)
+        for seg in np.unique(segs).tolist():  # one pass per segment for the whole batch
+            at = segs == seg
+            rows[at] = self._position(seg, local[at])
+        if len(rows) and len(self._segments) > 1:
+            rows = self._id_order()[1][rows]
+        ends = np.cumsum([len(a[2]) for a in answers])
+        out_r = np.split(rows, ends[:-1]) if answers else []
+        return [a[0].astype(np.int32) for a in answers], out_r
 
     def search_ids(
         self,
