@@ -71,7 +71,7 @@ def in_memory_index(codes: np.ndarray) -> Index:
             "image_path": None,
         }
     )
-    return Index(Path("."), keyframes, codes, CODE_BITS, {}, {})
+    return Index.from_table(Path("."), keyframes, codes, CODE_BITS, {}, {})
 
 
 def open_index(n_codes: int) -> None:

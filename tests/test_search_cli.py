@@ -54,6 +54,66 @@ def test_keyframe_query_json(index: Path, capsys) -> None:
     assert all(h["concepts"] == ["car"] for h in clip1)
 
 
+def flat_answer(root: Path, kid: str, k: int, radius=None, exclude_same_video=False) -> dict:
+    """What ``vidhash search --keyframe --json`` printed before the search file: a brute-force
+    scan of the committed Parquet rows, by (distance, keyframe id)."""
+    from vidhash.index.codes import hamming
+    from vidhash.index.store import IndexStore
+
+    store = IndexStore.open(root)
+    rows = store.read_table("keyframes").sort_values("keyframe_id").reset_index(drop=True)
+    labels = store.read_table("annotations").groupby("keyframe_id")["concept"]
+    concepts = {key: sorted(set(values)) for key, values in labels}
+    codes = np.stack([np.frombuffer(c, np.uint8) for c in rows["code"]])
+    me = rows.index[rows["keyframe_id"] == kid][0]
+    dist = hamming(codes[me], codes)
+    order = sorted(range(len(rows)), key=lambda i: (dist[i], rows["keyframe_id"][i]))
+    keep = [
+        i
+        for i in order
+        if (radius is None or dist[i] <= radius)
+        and not (exclude_same_video and rows["video_id"][i] == rows["video_id"][me])
+    ][:k]
+    hits = [
+        {
+            "keyframe_id": rows["keyframe_id"][i],
+            "video_id": rows["video_id"][i],
+            "video_path": rows["video_path"][i],
+            "pts_time": float(rows["pts_time"][i]),
+            "distance": int(dist[i]),
+            "image_path": str(root / rows["image_path"][i]) if rows["image_path"][i] else None,
+            "concepts": concepts.get(rows["keyframe_id"][i], []),
+        }
+        for i in keep
+    ]
+    query = {
+        "keyframe_id": kid,
+        "video_path": rows["video_path"][me],
+        "pts_time": float(rows["pts_time"][me]),
+        "code": codes[me].tobytes().hex(),
+    }
+    return {"query": query, "hits": hits}
+
+
+@pytest.mark.parametrize(
+    ("k", "radius", "exclude"), [(4, None, False), (12, None, False), (20, 5, True), (3, 0, False)]
+)
+def test_json_output_is_the_flat_scans_byte_for_byte(index: Path, capsys, k, radius, exclude):
+    ids = sorted(Index.open(index).keyframes["keyframe_id"])
+    ties = 0
+    for kid in ids[::3]:
+        args = ["search", str(index), "--keyframe", kid, "-k", str(k), "--json"]
+        args += ["--radius", str(radius)] if radius is not None else []
+        args += ["--exclude-same-video"] if exclude else []
+        capsys.readouterr()
+        code, out, _ = run(args, capsys)
+        assert code == 0
+        expected = flat_answer(index, kid, k, radius, exclude)
+        assert out == json.dumps(expected, indent=2) + "\n"
+        ties += len({h["distance"] for h in expected["hits"]}) < len(expected["hits"])
+    assert ties or k < 4  # the order of equal distances was really tested
+
+
 def test_text_output_radius_and_exclusion(index: Path, capsys) -> None:
     capsys.readouterr()
     frame = Index.open(index).keyframes

@@ -1,4 +1,9 @@
-"""`vidhash search INDEX`: exact Hamming top-k for an image, a keyframe, or a video frame."""
+"""`vidhash search INDEX`: exact Hamming top-k for an image, a keyframe, or a video frame.
+
+A keyframe query needs no model: it opens the index layer's ``Index`` only (the search
+file, numpy), so a one-off call on a large index stays well under a second; image and
+video queries load ``vidhash.query`` and the index's model.
+"""
 
 from __future__ import annotations
 
@@ -67,30 +72,35 @@ def command(
     if sheet is not None and Path(sheet).suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp"):
         raise UsageError(f"--sheet must end in .jpg or .png, got {sheet}")
 
-    from vidhash.index.sheet import load_rgb
-    from vidhash.query import Index, frame_pixels, image_pixels
-
-    if video is not None:
-        query_pixels = frame_pixels(video, seconds, backend)  # checks the backend first
-    elif image is not None:
-        query_pixels = image_pixels(image)
-    index = Index.open(index_dir)
     query: dict = {}
     if keyframe_id is not None:
+        from vidhash.index.search import Index
+
+        index = Index.open(index_dir, access="read")  # one query: read only what it needs
         try:
             code = index.code_of(keyframe_id)
         except KeyError:
             raise InputError(f"keyframe {keyframe_id!r} is not in the index") from None
         row = index.record(keyframe_id)
         exclude = [{row["video_id"]}] if exclude_same_video else None
-        image_path = row["image_path"]
-        query_pixels = load_rgb(Path(index_dir) / image_path) if image_path else None
+        query_pixels = None
+        if sheet is not None and row["image_path"]:
+            from vidhash.index.sheet import load_rgb
+
+            query_pixels = load_rgb(Path(index_dir) / row["image_path"])
         query = {
             "keyframe_id": keyframe_id,
             "video_path": row["video_path"],
             "pts_time": float(row["pts_time"]),
         }
     else:
+        from vidhash.query import Index, frame_pixels, image_pixels
+
+        if video is not None:
+            query_pixels = frame_pixels(video, seconds, backend)  # checks the backend first
+        else:
+            query_pixels = image_pixels(image)
+        index = Index.open(index_dir)
         code = index.encode(query_pixels, model, device)
         exclude = None
         query = {"image": image} if image else {"video": video, "at": seconds}

@@ -8,8 +8,12 @@ faster than 6-byte codes for 48 bits), and zero padding leaves every distance un
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pyarrow as pa
+
+if TYPE_CHECKING:  # pyarrow is imported where it is used: a search need not load it
+    import pyarrow as pa
 
 SEARCH_ALIGN_BYTES = 8
 
@@ -80,6 +84,8 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def codes_to_arrow(codes: np.ndarray) -> pa.FixedSizeBinaryArray:
     """(N, nbytes) uint8 -> Arrow ``fixed_size_binary[nbytes]`` without a per-row copy."""
+    import pyarrow as pa
+
     codes = as_code_array(codes)
     nbytes = codes.shape[1]
     return pa.FixedSizeBinaryArray.from_buffers(
@@ -89,6 +95,8 @@ def codes_to_arrow(codes: np.ndarray) -> pa.FixedSizeBinaryArray:
 
 def codes_from_arrow(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Arrow ``fixed_size_binary[n]`` column -> (N, n) uint8 (nulls are refused)."""
+    import pyarrow as pa
+
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks() if column.num_chunks else pa.array([], column.type)
     if not pa.types.is_fixed_size_binary(column.type):

@@ -1,4 +1,4 @@
-"""Where things are and what they hold: the tables' schemas and the folder layout.
+"""What the tables hold: their schemas, and reading and writing Parquet parts.
 
 One layout serves both outputs: ``vidhash index`` (codes, meta) and ``vidhash extract``
 (the same tables without codes). Documented column by column in docs/SCHEMA.md::
@@ -8,18 +8,18 @@ One layout serves both outputs: ``vidhash index`` (codes, meta) and ``vidhash ex
     ROOT/keyframes/part-<key>.parquet      the keyframes of one input
     ROOT/annotations/annotations.parquet   index only: concept labels
     ROOT/images/<hash16>/<keyframe_id>.jpg keyframe JPEGs
+    ROOT/search/                           index only: the search file (codes for search)
     ROOT/.lock                             held by the one writer
 
 ``<key>`` is :func:`part_key` of the input's absolute path. Readers never see a file half
 written: writes go to ``.tmp-*`` names (``vidhash.fsutil.atomic_path``) and are renamed.
+Names and paths live in :mod:`vidhash.index.paths` (no pyarrow) and are re-exported here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
-import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -28,17 +28,24 @@ import pyarrow.parquet as pq
 
 from vidhash.fsutil import atomic_path
 from vidhash.index.codes import code_nbytes
+from vidhash.index.paths import (  # noqa: F401 - re-exported: the layout's names
+    IMAGES_DIR,
+    LOCK_NAME,
+    PART_PREFIX,
+    SEARCH_DIR,
+    TABLES,
+    image_relpath,
+    is_index,
+    part_key,
+    parts,
+)
 
 log = logging.getLogger("vidhash.index")
 
-TABLES = ("meta", "videos", "keyframes", "annotations")
 STATUSES = ("ok", "partial", "failed", "skipped", "duplicate")
 KINDS = ("video", "image", "other")
 # Inputs whose keyframes live in the output (and so own their content hash).
 PRIMARY_STATUSES = frozenset({"ok", "partial"})
-PART_PREFIX = "part-"
-IMAGES_DIR = "images"
-LOCK_NAME = ".lock"
 
 META_SCHEMA = pa.schema(
     [
@@ -102,34 +109,6 @@ def keyframes_schema(code_bits: int | None) -> pa.Schema:
             pa.field("model_id", pa.string(), nullable=False),
         ]
     return pa.schema([*fields, pa.field("image_path", pa.string())])
-
-
-def part_key(video_path: str) -> str:
-    """File-name-safe key of an input path: the same path always maps to the same parts."""
-    raw = str(video_path).encode("utf-8", "surrogateescape")
-    return hashlib.sha256(raw).hexdigest()[:24]
-
-
-def image_relpath(keyframe_id: str) -> str:
-    """A keyframe JPEG's path relative to the root: one folder per content."""
-    return f"{IMAGES_DIR}/{keyframe_id[:16]}/{keyframe_id}.jpg"
-
-
-def is_index(path: str | os.PathLike) -> bool:
-    """True when ``path`` holds a vidhash index (it has the meta table)."""
-    return (Path(path) / "meta").is_dir()
-
-
-def parts(directory: Path) -> dict[str, Path]:
-    """key -> part file, ignoring temp files (a reader must never see a half-written one)."""
-    if not directory.is_dir():
-        return {}
-    n = len(PART_PREFIX)
-    return {
-        p.name[n : -len(".parquet")]: p
-        for p in directory.iterdir()
-        if p.name.startswith(PART_PREFIX) and p.suffix == ".parquet"
-    }
 
 
 def read_parquet(path: Path, schema: pa.Schema | None = None) -> pa.Table:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from vidhash.index.layout import PRIMARY_STATUSES, read_parquet, unlink, write_parquet
+from vidhash.index.layout import PRIMARY_STATUSES, read_parquet
 
 if TYPE_CHECKING:
     from vidhash.index.parts import PartStore
@@ -35,7 +35,7 @@ def rival(store: PartStore, row: dict[str, Any]) -> str | None:
 def uncommit(store: PartStore, owner: str) -> dict[str, Any]:
     """Uncommit an owner that a smaller path displaces, so no two inputs hold the same ids."""
     displaced = store._rows.pop(owner)
-    unlink(store.part("videos", owner))
+    store._remove_part(store.part("videos", owner), owner)
     return displaced
 
 
@@ -43,7 +43,7 @@ def demote(store: PartStore, displaced: dict[str, Any], owner: str) -> None:
     """Record a displaced owner as a duplicate of the new one, then drop its keyframes."""
     displaced.update(status="duplicate", error=f"same content as {owner}", n_keyframes=0)
     store.write_row(displaced)
-    unlink(store.part("keyframes", displaced["video_path"]))
+    store._remove_part(store.part("keyframes", displaced["video_path"]), displaced["video_path"])
 
 
 def retarget(store: PartStore, content: str, owner: str) -> None:
@@ -75,7 +75,8 @@ def hand_over(store: PartStore, old: dict[str, Any], kpart: Path, keep: str | No
     table = read_parquet(kpart)
     i = table.schema.get_field_index("video_path")
     column = pa.array([heir] * table.num_rows, pa.string())
-    write_parquet(table.set_column(i, table.schema.field(i), column), store.part("keyframes", heir))
+    inherited = table.set_column(i, table.schema.field(i), column)
+    store._write_part(inherited, store.part("keyframes", heir), heir)
     row = dict(store._rows[heir])
     row.update(
         status=old["status"],
@@ -93,4 +94,4 @@ def drop_orphans(store: PartStore) -> None:
     for path, row in list(store._rows.items()):
         if row["status"] == "duplicate" and row["content_hash"] not in owned:
             store._rows.pop(path)
-            unlink(store.part("videos", path))
+            store._remove_part(store.part("videos", path), path)

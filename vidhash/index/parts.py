@@ -75,6 +75,9 @@ class PartStore:
         self.images = ImageStore(self.root)
         self._lock_fh: Any = None
         self._videos: dict[str, dict[str, Any]] | None = None
+        # part files written or removed since the last flush: path -> its input's path
+        self._touched: dict[Path, str] = {}
+        self._fresh: dict[Path, pa.Table] = {}  # keyframes parts just written, as written
 
     # ------------------------------------------------------------------ lock and recovery
 
@@ -95,6 +98,16 @@ class PartStore:
         if self._lock_fh is not None:
             return
         self.root.mkdir(parents=True, exist_ok=True)
+        self.lock()
+        for name in ("videos", "keyframes"):
+            (self.root / name).mkdir(exist_ok=True)
+        self._recover()
+        self._after_recover()
+
+    def lock(self) -> None:
+        """Take the writer lock only (no recovery); :class:`UsageError` when it is held."""
+        if self._lock_fh is not None:
+            return
         fh = open(self.root / LOCK_NAME, "a+")  # noqa: SIM115 - held for the store's life
         if fcntl is not None:
             try:
@@ -105,9 +118,9 @@ class PartStore:
                     f"{self.root} is being written by another process; wait for it to finish"
                 ) from None
         self._lock_fh = fh
-        for name in ("videos", "keyframes"):
-            (self.root / name).mkdir(exist_ok=True)
-        self._recover()
+
+    def _after_recover(self) -> None:
+        """What a subclass keeps in step with the parts once the lock is held (nothing here)."""
 
     def _recover(self) -> None:
         """Remove temp files, uncommitted keyframes parts, orphan duplicates and images."""
@@ -116,7 +129,7 @@ class PartStore:
         committed = {part_key(p) for p, r in videos.items() if r["status"] in PRIMARY_STATUSES}
         orphans = [p for key, p in parts(self.root / "keyframes").items() if key not in committed]
         for path in orphans:
-            unlink(path)
+            self._remove_part(path, "")
         if self.dedupe:
             owners.drop_orphans(self)
         self.images.gc(self.owned())
@@ -130,8 +143,8 @@ class PartStore:
         table, broken = read_parts(list(found.values()), VIDEOS_SCHEMA)
         for p in broken if repair else ():
             log.warning("removing damaged %s (its input will be processed again)", p)
-            unlink(p)
-            unlink(self.root / "keyframes" / p.name)
+            self._remove_part(p, "")
+            self._remove_part(self.root / "keyframes" / p.name, "")
         self._videos = {
             row["video_path"]: row
             for row in table.to_pylist()
@@ -166,6 +179,19 @@ class PartStore:
     def part(self, table: str, video_path: str) -> Path:
         return self.root / table / f"{PART_PREFIX}{part_key(video_path)}.parquet"
 
+    def _write_part(self, table: pa.Table, path: Path, video_path: str) -> None:
+        """Write one part atomically, remembering it for whoever keeps in step (the search
+        file)."""
+        write_parquet(table, path)
+        self._touched[path] = video_path
+        if path.parent.name == "keyframes":
+            self._fresh[path] = table
+
+    def _remove_part(self, path: Path, video_path: str) -> None:
+        unlink(path)
+        self._touched[path] = video_path
+        self._fresh.pop(path, None)
+
     # ------------------------------------------------------------------ writing
 
     def write_image(self, keyframe_id: str, image: bytes | np.ndarray, quality: int = 90) -> str:
@@ -176,7 +202,7 @@ class PartStore:
         """Commit one videos row as it is (its part file is the input's commit record)."""
         self.acquire()
         table = pa.Table.from_pylist([row], schema=VIDEOS_SCHEMA)
-        write_parquet(table, self.part("videos", row["video_path"]))
+        self._write_part(table, self.part("videos", row["video_path"]), row["video_path"])
         self._rows[row["video_path"]] = row
 
     def commit(self, video_row: dict, keyframes: list[dict] | pa.Table | None = None) -> str:
@@ -201,7 +227,7 @@ class PartStore:
         self.uncommit(path, keep_content=content if table is not None else None)
         displaced = owners.uncommit(self, owner) if table is not None and owner else None
         if table is not None:
-            write_parquet(table, self.part("keyframes", path))
+            self._write_part(table, self.part("keyframes", path), path)
             self.images.sync()
         self.write_row(row)
         if displaced is not None:
@@ -221,10 +247,10 @@ class PartStore:
         old = self._rows.pop(path, None)
         kpart = self.part("keyframes", path)
         if old is not None:
-            unlink(self.part("videos", path))
+            self._remove_part(self.part("videos", path), path)
             if self.dedupe:
                 owners.hand_over(self, old, kpart, keep_content)
-        unlink(kpart)
+        self._remove_part(kpart, path)
         return old
 
     def drop_videos(self, paths: Iterable[str]) -> list[str]:

@@ -1,30 +1,37 @@
-"""Exact Hamming search over an index, loaded once: ``Index.open(path).search(codes)``.
+"""Exact Hamming search over an index: ``Index.open(path).search(codes)``.
 
-The engine is FAISS ``IndexBinaryFlat`` over the codes zero-padded to a multiple of 64
-bits (same distances, 8-byte popcount kernels). Results are exact and deterministic:
-ordered by distance, then keyframe id. Rows are sorted by keyframe id before they go into
-FAISS, so a FAISS row number orders like the keyframe id, and FAISS's counting top-k
-(``use_heap = False``) keeps, for each distance, the lowest row numbers it meets in its
-in-order scan of the database: the k best by (distance, row) exactly, whatever the thread
-count. ``tests/test_search.py`` checks that against brute force on code sets full of ties.
+``Index.open`` reads the index's search file (:mod:`vidhash.index.searchfile`): memory
+maps of the codes (zero-padded to 64 bits), keyframe ids, inputs and times, kept by the
+writer at every commit, so opening costs about the same for a thousand keyframes or ten
+million, and a search reads only the pages it touches. Nothing here imports pandas,
+pyarrow or FAISS until something needs them (a stale file to rebuild, a large flat scan,
+:attr:`Index.keyframes`), so a one-off ``vidhash search`` starts fast.
+
+Results are exact and deterministic: ordered by distance, then keyframe id, exactly what
+a flat scan of every code gives (:mod:`vidhash.index.engine`: multi-index hashing where it
+pays, flat scans elsewhere; ``tests/test_search.py`` and ``tests/test_search_engine.py``
+check it against brute force on code sets full of ties).
+
+:class:`HammingSearcher` is the in-memory flat engine: FAISS ``IndexBinaryFlat`` over codes
+padded to 64 bits with counting top-k (``use_heap = False``), which keeps, for each
+distance, the lowest row numbers of its in-order scan: the k best by (distance, row)
+exactly, whatever the thread count. ``vidhash serve`` uses it per concept, and the
+benchmarks compare against it.
 """
 
 from __future__ import annotations
 
-import bisect
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-import faiss
 import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from vidhash.index.codes import as_code_array, codes_from_arrow, pad_to_64
-from vidhash.index.store import IndexStore
+from vidhash.index import engine
+from vidhash.index.codes import as_code_array, pad_to_64
+from vidhash.index.searchfile import Concepts, SearchView, open_view
 
 # FAISS's counting top-k holds (queries x (bits+1) x k) int64 ids; keep a batch under this.
 _MC_BUDGET_BYTES = 64 << 20
@@ -50,6 +57,8 @@ class HammingSearcher:
     """Exact top-k Hamming search over packed codes; row numbers in, row numbers out."""
 
     def __init__(self, codes: np.ndarray) -> None:
+        import faiss
+
         codes = as_code_array(codes)
         self.nbytes = codes.shape[1]
         padded = pad_to_64(codes)
@@ -75,6 +84,8 @@ class HammingSearcher:
         rows = np.full((n_queries, k), -1, dtype=np.int64)
         if k <= 0 or n_queries == 0 or len(self) == 0:
             return distances, rows
+        import faiss
+
         params = None
         if allowed is not None:
             if not allowed.any():
@@ -123,141 +134,135 @@ class HammingSearcher:
         return out
 
 
-# Row columns an Index keeps in memory, and those repeated for every keyframe of a video.
-_ROW_COLUMNS = (
-    "keyframe_id",
-    "video_id",
-    "video_path",
-    "pts_time",
-    "frame_index",
-    "width",
-    "height",
-    "rotation",
-    "image_path",
-)
-_PER_VIDEO_COLUMNS = ("video_id", "video_path")
-
-
-class _SortedIds:
-    """Read-only sequence view of a sorted Arrow string column, for ``bisect``."""
-
-    def __init__(self, column: pa.StringArray) -> None:
-        self._column = column
-
-    def __len__(self) -> int:
-        return len(self._column)
-
-    def __getitem__(self, i: int) -> str:
-        return self._column[i].as_py()
-
-
 class Index:
-    """A vidhash index opened for search: codes in FAISS, rows and annotations in memory.
+    """A vidhash index opened for search: the search file's segments, memory-mapped.
 
-    Rows stay in Arrow (about 150 bytes per keyframe rather than ~600 as Python objects);
-    :attr:`keyframes` builds a pandas view on first use.
+    Row numbers (:meth:`search_arrays`, :attr:`keyframes`) are the live rows in keyframe
+    id order, as the flat engine numbered them. With several segments that numbering is
+    made on first use (one sort of the ids, which are sorted runs already).
     """
 
-    def __init__(
-        self,
+    def __init__(self, root: Path, view: SearchView) -> None:
+        self.root = Path(root)
+        self.view = view
+        self.meta = view.meta
+        self.code_bits = view.code_bits
+        self._nbytes = (self.code_bits + 7) // 8
+        self._segments = view.segments
+        self._dead = view.dead
+        self._concepts = view.concepts
+        live = [
+            len(seg) - int(seg.arrays["video_rows"][dead].sum())
+            for seg, dead in zip(self._segments, self._dead, strict=True)
+        ]
+        self._offsets = np.concatenate([[0], np.cumsum(live)]).astype(np.int64)
+        self._rank: dict[int, np.ndarray] = {}
+        self._order: tuple[np.ndarray, np.ndarray] | None = None
+        self._frame = None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, access: str = "map") -> Index:
+        """Open an index for search; raises ``IndexMissingError`` when there is none.
+
+        Sees only committed inputs, so it is safe to open while ``vidhash index`` runs.
+        ``access="read"``: read the search file with ``pread`` as searches ask instead of
+        mapping it (one-off processes: RSS holds only what they read; see
+        :mod:`vidhash.index.arrayfile`).
+        """
+        return cls(Path(path), open_view(path, access))
+
+    @classmethod
+    def from_table(
+        cls,
         root: Path,
-        keyframes: pd.DataFrame | pa.Table,
+        keyframes,
         codes: np.ndarray,
         code_bits: int,
         meta: dict,
         concepts: dict[str, list[str]],
-    ) -> None:
-        if isinstance(keyframes, pd.DataFrame):
+    ) -> Index:
+        """An index held in memory: keyframe rows (pandas or Arrow) and their codes."""
+        import pyarrow as pa
+
+        from vidhash.index.codes import codes_to_arrow
+        from vidhash.index.segment import from_arrow
+
+        if not isinstance(keyframes, pa.Table):
             keyframes = pa.Table.from_pandas(keyframes, preserve_index=False)
-        # Constant columns (model_id, code_bits) live in meta; per-video strings are
-        # dictionary-encoded: together that halves the memory of the rows.
-        keep = [c for c in keyframes.column_names if c in _ROW_COLUMNS]
-        table = keyframes.select(keep).combine_chunks()
-        for name in _PER_VIDEO_COLUMNS:
-            i = table.schema.get_field_index(name)
-            column = table.column(i)
-            if not pa.types.is_dictionary(column.type):
-                table = table.set_column(i, name, pc.dictionary_encode(column))
-        self.root = Path(root)
-        self.code_bits = code_bits
-        self.meta = meta
-        self._table = table
-        self._frame: pd.DataFrame | None = None
-        self._codes = as_code_array(codes)
-        self._searcher = HammingSearcher(self._codes)
-        self._concepts = concepts
-        self._columns = {
-            name: self._table.column(name).chunk(0)
-            if self._table.column(name).num_chunks
-            else pa.array([], self._table.schema.field(name).type)
-            for name in ("keyframe_id", "video_id", "video_path", "pts_time", "image_path")
-        }
-        self._ids = _SortedIds(self._columns["keyframe_id"])
-        # every id sorted (Index.open sorts): bisect finds a row in ~25 steps, no hash table
-        ids = self._columns["keyframe_id"]
-        self._sorted = len(ids) < 2 or bool(
-            pc.all(pc.less(ids.slice(0, len(ids) - 1), ids.slice(1))).as_py()
-        )
-        videos = self._columns["video_id"]
-        self._video_code = videos.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        self._video_number = {vid: n for n, vid in enumerate(videos.dictionary.to_pylist())}
-        pa.default_memory_pool().release_unused()  # hand the loading scratch back to the OS
-
-    @classmethod
-    def open(cls, path: str | os.PathLike) -> Index:
-        """Load an index once; raises ``IndexMissingError`` when there is none at path.
-
-        Sees only committed inputs, so it is safe to open while ``vidhash index`` runs.
-        """
-        store = IndexStore.open(path)
-        code_bits = store.code_bits
-        table = store.read_arrow("keyframes").sort_by("keyframe_id")
-        codes = codes_from_arrow(table.column("code"))
-        annotations = store.read_table("annotations")
-        concepts: dict[str, list[str]] = {}
-        if len(annotations):
-            grouped = annotations.groupby("keyframe_id")["concept"]
-            concepts = {kid: sorted(set(values)) for kid, values in grouped}
-        return cls(Path(path), table, codes, code_bits, dict(store.meta or {}), concepts)
-
-    @property
-    def keyframes(self) -> pd.DataFrame:
-        """The keyframe rows (without codes) as pandas, in search row order (by id)."""
-        if self._frame is None:
-            frame = self._table.to_pandas()
-            for name in _PER_VIDEO_COLUMNS:  # plain strings, not categoricals
-                frame[name] = frame[name].astype(object)
-            self._frame = frame
-        return self._frame
-
-    def record(self, keyframe_id: str) -> dict:
-        """One keyframe's row as a dict (KeyError if it is not indexed)."""
-        return self._table.slice(self._row(keyframe_id), 1).to_pylist()[0]
+        table = keyframes.append_column("code", codes_to_arrow(as_code_array(codes)))
+        paths = set(table.column("video_path").to_pylist())
+        seg = from_arrow(table, code_bits, dict.fromkeys(paths, (0, 0)))
+        labels = Concepts.from_mapping(concepts) if concepts else None
+        view = SearchView({**meta, "code_bits": code_bits}, [seg], [np.zeros(0, np.int32)], labels)
+        return cls(Path(root), view)
 
     def __len__(self) -> int:
-        return self._table.num_rows
+        return int(self._offsets[-1])
 
     @property
     def nbytes(self) -> int:
-        return self._searcher.nbytes
+        return self._nbytes
+
+    # ------------------------------------------------------------------ lookups
+
+    def _find(self, keyframe_id: str) -> tuple[int, int]:
+        for s, seg in enumerate(self._segments):
+            row = seg.find(keyframe_id)
+            if row >= 0 and not np.isin(seg.video[row], self._dead[s]):
+                return s, row
+        raise KeyError(f"keyframe {keyframe_id!r} is not in the index")
+
+    def record(self, keyframe_id: str) -> dict:
+        """One keyframe's row as a dict (KeyError if it is not indexed)."""
+        s, row = self._find(keyframe_id)
+        return self._segments[s].record(row)
 
     def code_of(self, keyframe_id: str) -> np.ndarray:
         """The stored (unpadded) code of one keyframe; KeyError if it is not indexed."""
-        return self._codes[self._row(keyframe_id)].copy()
+        s, row = self._find(keyframe_id)
+        return self._segments[s].code(row, self._nbytes)
 
     def concepts_of(self, keyframe_id: str) -> list[str]:
-        return list(self._concepts.get(keyframe_id, []))
+        return self._concepts.of(keyframe_id) if self._concepts is not None else []
 
-    def _row(self, keyframe_id: str) -> int:
-        if self._sorted:
-            row = bisect.bisect_left(self._ids, keyframe_id)
-            if row < len(self._ids) and self._ids[row] == keyframe_id:
-                return row
-        else:
-            found = pc.index(self._columns["keyframe_id"], keyframe_id).as_py()
-            if found >= 0:
-                return found
-        raise KeyError(f"keyframe {keyframe_id!r} is not in the index")
+    def _position(self, s: int, rows: np.ndarray) -> np.ndarray:
+        """Segment rows -> positions among every segment's live rows, segment by segment."""
+        if not len(self._dead[s]):
+            return self._offsets[s] + rows
+        if s not in self._rank:
+            live = self._segments[s].live_mask(self._dead[s])
+            self._rank[s] = np.cumsum(live) - 1
+        return self._offsets[s] + self._rank[s][rows]
+
+    def _id_order(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(positions in id order, row number of each position); None when they agree."""
+        if len(self._segments) <= 1:
+            return None
+        if self._order is None:
+            parts = []
+            for seg, dead in zip(self._segments, self._dead, strict=True):
+                live = seg.live_mask(dead)
+                parts.append(np.asarray(seg.ids) if live is None else seg.ids[live])
+            width = max([1, *(p.dtype.itemsize for p in parts)])
+            ids = np.concatenate([p.astype(f"S{width}") for p in parts])
+            by_id = np.argsort(ids, kind="stable")  # sorted runs: merged in linear time
+            row_of = np.empty(len(by_id), np.int64)
+            row_of[by_id] = np.arange(len(by_id))
+            self._order = (by_id, row_of)
+        return self._order
+
+    @property
+    def keyframes(self):
+        """The keyframe rows (without codes) as pandas, in row-number order (by id)."""
+        if self._frame is None:
+            from vidhash.index.frame import keyframes_frame
+
+            order = self._id_order()
+            frame = keyframes_frame(self._segments, self._dead)
+            if order is not None:
+                frame = frame.take(order[0]).reset_index(drop=True)
+            self._frame = frame
+        return self._frame
 
     # ------------------------------------------------------------------ search
 
@@ -274,16 +279,10 @@ class Index:
         (with ``k=None``: every hit within R). ``exclude_video_ids`` is one set of video
         ids for all queries, or a sequence with one set (or None) per query.
         """
-        distances, rows = self.search_arrays(codes, k, radius, exclude_video_ids)
-        flat = self._hits(
-            np.concatenate(distances) if distances else np.zeros(0, np.int32),
-            np.concatenate(rows) if rows else np.zeros(0, np.int64),
-        )
-        out, start = [], 0
-        for r in rows:  # one Arrow take for the whole batch, then split per query
-            out.append(flat[start : start + len(r)])
-            start += len(r)
-        return out
+        return [
+            [self._hit(int(d), int(s), int(r)) for d, s, r in zip(*answer, strict=True)]
+            for answer in self._search(codes, k, radius, exclude_video_ids)
+        ]
 
     def search_arrays(
         self,
@@ -293,32 +292,18 @@ class Index:
         exclude_video_ids: Iterable[str] | Sequence[Iterable[str] | None] | None = None,
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Like :meth:`search` but returns per-query arrays of distances and row numbers."""
-        queries = as_code_array(codes, self.nbytes)
-        if k is not None and k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        if k is None and radius is None:
-            raise ValueError("give k, radius, or both")
-        if radius is not None and radius < 0:
-            raise ValueError(f"radius must be >= 0, got {radius}")
-        groups = self._exclusion_groups(exclude_video_ids, len(queries))
-        out_d: list[np.ndarray] = [np.zeros(0, np.int32)] * len(queries)
-        out_r: list[np.ndarray] = [np.zeros(0, np.int64)] * len(queries)
-        for excluded, query_rows in groups.items():
-            allowed = self._allowed(excluded)
-            subset = queries[query_rows]
-            if k is None:
-                results = self._searcher.range(subset, radius, allowed)
-            else:
-                d, r = self._searcher.search(subset, k, allowed)
-                results = []
-                for dq, rq in zip(d, r, strict=True):
-                    keep = rq >= 0
-                    if radius is not None:
-                        keep &= dq <= radius
-                    results.append((dq[keep], rq[keep]))
-            for q, (d, r) in zip(query_rows, results, strict=True):
-                out_d[q], out_r[q] = d, r
-        return out_d, out_r
+        answers = self._search(codes, k, radius, exclude_video_ids)
+        segs = np.concatenate([a[1] for a in answers]) if answers else np.zeros(0, np.int64)
+        local = np.concatenate([a[2] for a in answers]) if answers else np.zeros(0, np.int64)
+        rows = np.zeros(len(local), np.int64)
+        for seg in np.unique(segs).tolist():  # one pass per segment for the whole batch
+            at = segs == seg
+            rows[at] = self._position(seg, local[at])
+        if len(rows) and len(self._segments) > 1:
+            rows = self._id_order()[1][rows]
+        ends = np.cumsum([len(a[2]) for a in answers])
+        out_r = np.split(rows, ends[:-1]) if answers else []
+        return [a[0].astype(np.int32) for a in answers], out_r
 
     def search_ids(
         self,
@@ -328,14 +313,37 @@ class Index:
         exclude_same_video: bool = False,
     ) -> list[list[Hit]]:
         """Query with indexed keyframes; optionally leave out each query's own video."""
-        rows = [self._row(kid) for kid in keyframe_ids]
+        found = [self._find(kid) for kid in keyframe_ids]
+        codes = np.stack([self._segments[s].code(r, self._nbytes) for s, r in found])
         exclude = None
         if exclude_same_video:
-            exclude = [{self._columns["video_id"][r].as_py()} for r in rows]
-        return self.search(self._codes[rows], k, radius, exclude)
+            exclude = [
+                {self._segments[s].video_id(int(self._segments[s].video[r]))} for s, r in found
+            ]
+        return self.search(codes, k, radius, exclude)
+
+    def _search(self, codes, k, radius, exclude) -> list[tuple[np.ndarray, ...]]:
+        queries = as_code_array(codes, self.nbytes)
+        if k is not None and k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if k is None and radius is None:
+            raise ValueError("give k, radius, or both")
+        if radius is not None and radius < 0:
+            raise ValueError(f"radius must be >= 0, got {radius}")
+        padded = pad_to_64(queries)
+        out: list[Any] = [None] * len(queries)
+        for excluded, query_rows in self._exclusion_groups(exclude, len(queries)).items():
+            blocked = [
+                np.union1d(dead, seg.video_numbers(excluded)) if excluded else dead
+                for seg, dead in zip(self._segments, self._dead, strict=True)
+            ]
+            answers = engine.search(self._segments, blocked, padded[query_rows], k, radius)
+            for q, answer in zip(query_rows, answers, strict=True):
+                out[q] = answer
+        return out
 
     def _exclusion_groups(self, exclude, n_queries: int) -> dict[frozenset, list[int]]:
-        """Group queries by their exclusion set: one FAISS pass per distinct set."""
+        """Group queries by their exclusion set: one pass per distinct set."""
         if exclude is None:
             return {frozenset(): list(range(n_queries))}
         if isinstance(exclude, str):
@@ -354,29 +362,17 @@ class Index:
             groups.setdefault(key, []).append(q)
         return groups
 
-    def _allowed(self, excluded: frozenset) -> np.ndarray | None:
-        numbers = [self._video_number[v] for v in excluded if v in self._video_number]
-        if not numbers:
-            return None
-        return ~np.isin(self._video_code, numbers)
-
-    def _hits(self, distances: np.ndarray, rows: np.ndarray) -> list[Hit]:
-        if len(rows) == 0:
-            return []
-        picked = {name: col.take(pa.array(rows)).to_pylist() for name, col in self._columns.items()}
-        hits = []
-        for i, d in enumerate(distances.tolist()):
-            kid = picked["keyframe_id"][i]
-            image = picked["image_path"][i]
-            hits.append(
-                Hit(
-                    keyframe_id=kid,
-                    video_id=picked["video_id"][i],
-                    video_path=picked["video_path"][i],
-                    pts_time=float(picked["pts_time"][i]),
-                    distance=int(d),
-                    image_path=str(self.root / image) if image else None,
-                    concepts=list(self._concepts.get(kid, [])),
-                )
-            )
-        return hits
+    def _hit(self, distance: int, s: int, row: int) -> Hit:
+        seg = self._segments[s]
+        vno = int(seg.video[row])
+        kid = seg.keyframe_id(row)
+        image = seg.image_path(row)
+        return Hit(
+            keyframe_id=kid,
+            video_id=seg.video_id(vno),
+            video_path=seg.video_path(vno),
+            pts_time=float(seg.arrays["pts"][row]),
+            distance=distance,
+            image_path=str(self.root / image) if image else None,
+            concepts=self.concepts_of(kid),
+        )

@@ -15,10 +15,12 @@ that names the index's model and how to rebuild it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from vidhash.index.layout import (
     IMAGES_DIR,
     LOCK_NAME,
     META_SCHEMA,
+    SEARCH_DIR,
     TABLES,
     is_index,
     keyframes_schema,
@@ -40,6 +43,7 @@ from vidhash.index.layout import (
     write_parquet,
 )
 from vidhash.index.parts import PartStore
+from vidhash.index.searchwriter import SearchWriter, enabled
 
 
 def describe_model(meta: dict[str, Any]) -> str:
@@ -60,6 +64,8 @@ class IndexStore(PartStore):
     def __init__(self, root: Path) -> None:
         super().__init__(root)  # the keyframes schema follows the meta
         self._meta: dict[str, Any] | None = None
+        self._search: SearchWriter | None = None
+        self._depth = 0  # nested write calls: the search file is updated when the outer ends
 
     @classmethod
     def open(
@@ -102,6 +108,7 @@ class IndexStore(PartStore):
             if model_meta is not None and (existing is None or reindex):
                 store._write_meta(model_meta)
             (root / "meta").mkdir(exist_ok=True)
+            store._sync_search()
         except BaseException:
             store.close()
             raise
@@ -158,6 +165,37 @@ class IndexStore(PartStore):
         shutil.rmtree(self.root / IMAGES_DIR, ignore_errors=True)
         self._videos = {}
 
+    # ------------------------------------------------------------------ the search file
+
+    def _after_recover(self) -> None:
+        self._sync_search()
+
+    def _sync_search(self) -> None:
+        """Reconcile the search file with the parts (a writer's start, a new model)."""
+        self._touched.clear()
+        self._fresh.clear()
+        if self.meta is None or not enabled():
+            self._search = None
+            return
+        self._search = SearchWriter(self)
+        self._search.sync()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Around each public write: once the outermost one has succeeded, the search file
+        gets its files' changes (a failure leaves it stale, so the next open repairs it)."""
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+        if self._depth == 0:
+            touched, fresh = dict(self._touched), dict(self._fresh)
+            self._touched.clear()
+            self._fresh.clear()
+            if self._search is not None and enabled():
+                self._search.update(touched, fresh)
+
     # ------------------------------------------------------------------ writing
 
     def _fill(self) -> dict[str, Any]:
@@ -172,9 +210,18 @@ class IndexStore(PartStore):
         self.acquire()
         if self.meta is None:
             raise UsageError(f"index {self.root} has no model recorded; open it with model_meta")
-        return super().commit(video_row, keyframes)
+        with self._writing():
+            return super().commit(video_row, keyframes)
 
     write_video = commit
+
+    def write_row(self, row: dict[str, Any]) -> None:
+        with self._writing():
+            super().write_row(row)
+
+    def drop_videos(self, paths: Iterable[str]) -> list[str]:
+        with self._writing():
+            return super().drop_videos(paths)
 
     def write_annotations(self, table: pd.DataFrame | pa.Table) -> None:
         """Replace the annotations table atomically (all rows or none)."""
@@ -182,7 +229,8 @@ class IndexStore(PartStore):
         if isinstance(table, pd.DataFrame):
             table = pa.Table.from_pandas(table[ANNOTATIONS_SCHEMA.names], preserve_index=False)
         table = table.select(ANNOTATIONS_SCHEMA.names).cast(ANNOTATIONS_SCHEMA)
-        write_parquet(table, self.root / "annotations" / "annotations.parquet")
+        with self._writing():
+            self._write_part(table, self.root / "annotations" / "annotations.parquet", "")
 
     # ------------------------------------------------------------------ reading
 
@@ -207,5 +255,5 @@ class IndexStore(PartStore):
 
 def _foreign(root: Path) -> bool:
     """Entries that an interrupted index creation cannot have left (anything but ours)."""
-    ours = (*TABLES, IMAGES_DIR, LOCK_NAME)
+    ours = (*TABLES, IMAGES_DIR, SEARCH_DIR, LOCK_NAME)
     return any(p.name not in ours and not p.name.startswith(".") for p in root.iterdir())

@@ -9,7 +9,8 @@ Contracts:
   Hamming searcher per concept) is computed here, at open time, never per request.
 * :class:`IndexHolder` owns the current snapshot. A watcher thread looks at the index's
   committed files (count and modification times of ``meta/``, ``videos/``, ``keyframes/``
-  and ``annotations/`` Parquet files, never ``.tmp-*``) at most once per ``poll_seconds``
+  and ``annotations/`` Parquet files, never ``.tmp-*``, and of the search file's manifest,
+  which the writer replaces just after each commit) at most once per ``poll_seconds``
   and, when they changed and then held still for one poll (or have kept changing for
   ``max_stale_seconds``, as during a long ``vidhash index`` run), opens a new ``Index`` in
   that thread and swaps the reference (one attribute assignment: atomic). A failed reopen
@@ -27,12 +28,15 @@ from pathlib import Path, PurePath
 
 import numpy as np
 
+from vidhash.index.paths import SEARCH_DIR
 from vidhash.index.search import HammingSearcher, Index
+from vidhash.index.searchfile import MANIFEST
 from vidhash.index.store import IndexStore
 
 log = logging.getLogger("vidhash.serve")
 
 _WATCHED = ("meta", "videos", "keyframes", "annotations")
+_MANIFEST = Path(SEARCH_DIR) / MANIFEST
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,10 @@ def _signature(root: Path) -> tuple:
         except (FileNotFoundError, NotADirectoryError):
             pass
         out.append((count, newest, total))
+    try:  # an open during a commit reads the search file of the commit before: see the next
+        out.append((1, (root / _MANIFEST).stat().st_mtime_ns, 0))
+    except (FileNotFoundError, NotADirectoryError):
+        out.append((0, 0, 0))
     return tuple(out)
 
 

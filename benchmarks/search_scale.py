@@ -1,0 +1,437 @@
+"""Search at archive scale (issue 14): the search file, multi-index hashing, their costs.
+
+Four measurements, each printing the figures docs/RESULTS.md quotes:
+
+* ``build``: a synthetic on-disk index written through ``IndexStore`` (as ``vidhash index``
+  writes one: a part per input, the search file kept at every commit) of clustered 48-bit
+  codes: ``--centres`` random centres, each code a centre with 0 to ``--flips`` random
+  bits flipped, 1,000 keyframes per input.
+* ``cli``: cold ``vidhash search INDEX --keyframe ID -k 10 --json`` calls, each a new
+  process, the page cache warm (one untimed call first): wall time and peak RSS of each
+  call (``os.wait4``). ``--compare-checkout DIR`` times the same calls with the vidhash of
+  another checkout (e.g. one from before the search file) on the same index.
+* ``mih``: exact top-k queries per second, multi-index hashing vs the flat scan
+  (``HammingSearcher``: FAISS ``IndexBinaryFlat``, counting top-k, what ``Index.search``
+  ran before), side by side in one process, same codes, checking that every query gets
+  identical rows and distances. Codes: clustered as above, or ``--real INDEX``: the codes
+  of a real index replicated with 0 to ``--flips`` random bit flips. Queries: codes of the
+  database (keyframe queries) and fresh codes from the same distribution. ``--shots S``
+  first makes S shot codes (a real code with 0 to ``--shot-flips`` bits flipped), then
+  the keyframes from those: a real code's biases, an archive's variety. ``--index PATH``
+  instead times ``Index.search_arrays`` (every segment, merged by keyframe id) on an
+  on-disk index against the flat scan of all its codes.
+* ``write-cost``: ``vidhash index VIDEOS`` into a fresh index with and without keeping the
+  search file (``VIDHASH_SEARCH_FILE=off``), alternating, ``--repeats`` times each.
+
+    python benchmarks/search_scale.py build --keyframes 1000000 --out /work/bench-data/idx-1m
+    python benchmarks/search_scale.py cli /work/bench-data/idx-1m --calls 11
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/search_scale.py mih --codes 10000000
+    python benchmarks/search_scale.py write-cost ../shared/data/videos --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vidhash.fsutil import keyframe_id
+from vidhash.index import engine
+from vidhash.index.codes import pad_to_64
+from vidhash.index.search import HammingSearcher, Index
+from vidhash.index.segment import NULLS, assemble, fixed_ids
+
+BITS = 48
+MODEL = {"model_id": "5" * 64, "model_name": "bench", "model_config": {}, "code_bits": BITS}
+
+
+def perturbed(n: int, centres: np.ndarray, flips: int, seed: int) -> np.ndarray:
+    """n codes (as uint64, 48 bits on top): a random centre each, 0..flips bits flipped
+    (uniformly many, at random places; a place may be drawn twice)."""
+    rng = np.random.default_rng(seed)
+    words = centres[rng.integers(0, len(centres), n)]
+    count = rng.integers(0, flips + 1, n)
+    for f in range(1, flips + 1):
+        chosen = np.flatnonzero(count >= f)
+        words[chosen] ^= np.uint64(1) << rng.integers(16, 64, len(chosen)).astype(np.uint64)
+    return words
+
+
+def packed(words: np.ndarray) -> np.ndarray:
+    """uint64 words (48 code bits on top) -> (n, 6) packed codes."""
+    return words.astype(">u8").view(np.uint8).reshape(len(words), 8)[:, :6].copy()
+
+
+def clustered_codes(n: int, centres: np.ndarray, flips: int, seed: int) -> np.ndarray:
+    """n packed 48-bit codes: a random centre each, 0..flips random bits flipped."""
+    return packed(perturbed(n, centres, flips, seed))
+
+
+def random_centres(count: int, seed: int) -> np.ndarray:
+    """Centres as big-endian-valued uint64 with the 48 code bits on top."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 1 << BITS, count, dtype=np.uint64) << np.uint64(64 - BITS)
+
+
+def real_centres(index: Path) -> np.ndarray:
+    view = Index.open(index).view
+    codes = np.concatenate([seg.arrays["codes"] for seg in view.segments])
+    return np.unique(codes.copy().view(">u8")[:, 0].astype(np.uint64))
+
+
+def load() -> str:
+    return "load average " + ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+# ---------------------------------------------------------------------------------- build
+
+
+def build(args: argparse.Namespace) -> None:
+    from vidhash.index.store import IndexStore
+
+    centres = random_centres(args.centres, seed=0)
+    per = args.per_video
+    start = time.perf_counter()
+    with IndexStore.open(args.out, model_meta=MODEL, create=True) as store:
+        done = set(store.committed())
+        for v in range(-(-args.keyframes // per)):
+            path = f"/bench/videos/v{v:06d}.mp4"
+            if path in done:
+                continue
+            content = hashlib.sha256(f"bench video {v}".encode()).hexdigest()
+            codes = clustered_codes(min(per, args.keyframes - v * per), centres, args.flips, v)
+            frames = [
+                {"keyframe_id": keyframe_id(content, 2.0 * i), "pts_time": 2.0 * i, "code": c}
+                for i, c in enumerate(codes)
+            ]
+            store.commit({"video_path": path, "content_hash": content, "status": "ok"}, frames)
+            if v % 500 == 0:
+                print(f"  {v * per:,} keyframes, {time.perf_counter() - start:.0f} s", flush=True)
+    size = sum(p.stat().st_size for p in (Path(args.out) / "search").iterdir())
+    manifest = json.loads((Path(args.out) / "search" / "manifest.json").read_text())
+    print(
+        f"{args.keyframes:,} keyframes in {time.perf_counter() - start:.0f} s; search file "
+        f"{size / 1e6:.0f} MB in {len(manifest['segments'])} segments "
+        f"({[s['rows'] for s in manifest['segments']]} rows)"
+    )
+
+
+# ---------------------------------------------------------------------------------- cli
+
+
+def warm(root: Path) -> int:
+    """Read every file of the index once, so the calls find it in the page cache."""
+    total = 0
+    for folder in ("search", "keyframes", "videos", "meta", "annotations"):
+        for path in (root / folder).glob("*") if (root / folder).is_dir() else ():
+            with open(path, "rb") as fh:
+                while chunk := fh.read(8 << 20):
+                    total += len(chunk)
+    return total
+
+
+def cli(args: argparse.Namespace) -> None:
+    root = str(Path(args.index).resolve())
+    print(f"page cache: read {warm(Path(root)) / 1e6:,.0f} MB")
+    index = Index.open(args.index)
+    rng = np.random.default_rng(1)
+    segs = index.view.segments
+    picks = [segs[s].keyframe_id(int(rng.integers(0, len(segs[s])))) for s in
+             rng.choice(len(segs), args.calls, p=[len(x) / len(index) for x in segs])]  # fmt: skip
+    checkouts = {"this checkout": str(Path(__file__).resolve().parents[1])}
+    if args.compare_checkout:
+        checkouts["compare: " + args.compare_checkout] = str(Path(args.compare_checkout).resolve())
+    print(f"{args.index}: {len(index):,} keyframes in {len(segs)} segments; {load()}")
+    for name, checkout in checkouts.items():
+        env = {**os.environ, "PYTHONPATH": checkout, "OMP_WAIT_POLICY": "PASSIVE"}
+        walls, rss = [], []
+        for i, kid in enumerate([picks[0], *picks]):
+            argv = [sys.executable, "-m", "vidhash.cli", "search", root, "--keyframe", kid]
+            wall, peak, out = _wait_call([*argv, "-k", "10", "--json"], env)
+            hits = json.loads(out)["hits"]
+            assert hits[0]["distance"] == 0  # itself, or a keyframe with the same code
+            expected = index.search(index.code_of(kid), k=10)[0]
+            assert [(h["distance"], h["keyframe_id"]) for h in hits] == [
+                (h.distance, h.keyframe_id) for h in expected
+            ]
+            if i:  # the first call warms the page cache
+                walls.append(wall)
+                rss.append(peak)
+        print(
+            f"  {name}: {len(walls)} calls, wall median {statistics.median(walls):.3f} s "
+            f"(min {min(walls):.3f}, max {max(walls):.3f}); peak RSS median "
+            f"{statistics.median(rss) / 1e6:.0f} MB (max {max(rss) / 1e6:.0f} MB); {load()}"
+        )
+
+
+# Runs one command and reports its wall time and peak RSS. It exists because a child's
+# ru_maxrss also counts the memory of the process that forked it (Linux folds the forked
+# copy's high-water mark in at exec): forked from this small launcher, not from the
+# benchmark (which holds an index open), the figure is the command's own.
+LAUNCHER = """
+import os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - start
+print(os.waitstatus_to_exitcode(status), wall, usage.ru_maxrss * 1024, file=sys.stderr)
+"""
+
+
+def _wait_call(argv: list[str], env: dict) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS (bytes) and stdout of one command (see LAUNCHER), run in the
+    checkout on PYTHONPATH (``-m`` puts the working directory first on sys.path)."""
+    with tempfile.TemporaryFile() as out:
+        done = subprocess.run(
+            [sys.executable, "-c", LAUNCHER, *argv],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=env["PYTHONPATH"],
+        )
+        last = done.stderr.decode().strip().splitlines()[-1].split()
+        code, wall, peak = int(last[0]), float(last[1]), int(last[2])
+        if code:
+            raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr.decode()[-800:]}")
+        out.seek(0)
+        return wall, peak, out.read().decode()
+
+
+# ---------------------------------------------------------------------------------- mih
+
+
+def segment_of(codes: np.ndarray, mih_bits: int | None = None):
+    """An in-memory segment of these codes with MIH tables; rows in id order = given order."""
+    n = len(codes)
+    padded = np.zeros((n, 8), np.uint8)
+    padded[:, :6] = codes
+    rows = {
+        "codes": padded,
+        "ids": fixed_ids([f"{i:012d}" for i in range(n)]),
+        "video": (np.arange(n) // 1000).astype(np.int32),
+        "pts": np.zeros(n),
+        **{name: np.zeros(n, dtype) for name, dtype in NULLS.items()},
+        "image": np.zeros(n, np.uint8),
+    }
+    videos = -(-n // 1000)
+    return assemble(
+        BITS, rows, {}, [""] * videos, [""] * videos, np.zeros((videos, 2)), 0, mih_bits
+    )
+
+
+def alternating_qps(sides: dict, rounds: int, min_seconds: float) -> tuple[dict, dict]:
+    """Best q/s of each (search, queries) side over passes that alternate between them, so
+    load from other work hits every side alike; and each side's last answers."""
+    best = dict.fromkeys(sides, 0.0)
+    answers = {name: search(queries) for name, (search, queries) in sides.items()}  # warm-up
+    deadline = time.perf_counter() + min_seconds
+    done = 0
+    while done < rounds or time.perf_counter() < deadline:
+        for name, (search, queries) in sides.items():
+            start = time.perf_counter()
+            answers[name] = search(queries)
+            best[name] = max(best[name], len(queries) / (time.perf_counter() - start))
+        done += 1
+    return best, answers
+
+
+def index_bench(args: argparse.Namespace) -> None:
+    """MIH vs flat through ``Index.search_arrays`` on an on-disk index (all its segments)."""
+    import faiss
+
+    index = Index.open(args.index)
+    segs, dead = index.view.segments, index.view.dead
+    live = [s.live_mask(d) for s, d in zip(segs, dead, strict=True)]
+    codes = np.concatenate(
+        [np.asarray(s.arrays["codes"])[m if m is not None else slice(None)]
+         for s, m in zip(segs, live, strict=True)]
+    )[:, : index.nbytes]  # fmt: skip
+    order = index._id_order()
+    if order is not None:
+        codes = codes[order[0]]  # row numbers are in keyframe id order
+    print(f"{args.index}: {len(index):,} keyframes in {len(segs)} segments; top-{args.k}; {load()}")
+    flat = HammingSearcher(codes)
+    rng = np.random.default_rng(2)
+    queries = codes[rng.integers(0, len(codes), args.queries)]
+    faiss.omp_set_num_threads(1)
+    qps, answers = alternating_qps(
+        {
+            "flat": (lambda q: flat.search(q, args.k), queries[: args.flat_queries]),
+            "index": (lambda q: index.search_arrays(q, args.k), queries),
+        },
+        3,
+        args.seconds,
+    )
+    fd, fr = flat.search(queries, args.k)
+    d, r = answers["index"]
+    same = all(
+        np.array_equal(d[i], fd[i]) and np.array_equal(r[i], fr[i]) for i in range(len(queries))
+    )
+    print(
+        f"  database codes, FAISS threads 1: flat {qps['flat']:,.0f} q/s, Index.search_arrays "
+        f"{qps['index']:,.0f} q/s: {qps['index'] / qps['flat']:.1f}x; identical on "
+        f"{len(queries)}: {same}; {load()}"
+    )
+
+
+def mih_bench(args: argparse.Namespace) -> None:
+    import faiss
+
+    if args.index:
+        return index_bench(args)
+    if args.real:
+        centres = real_centres(Path(args.real))
+        kind = f"{len(centres)} distinct real codes of {args.real}"
+        if args.shots:
+            centres = perturbed(args.shots, centres, args.shot_flips, seed=4)
+            kind += f" -> {args.shots:,} shots (0-{args.shot_flips} bits flipped)"
+    else:
+        centres = random_centres(args.centres, seed=0)
+        kind = f"{args.centres:,} random centres"
+    codes = clustered_codes(args.codes, centres, args.flips, seed=1)
+    print(f"{args.codes:,} codes: {kind}, 0-{args.flips} bits flipped; top-{args.k}; {load()}")
+    start = time.perf_counter()
+    seg = segment_of(codes, args.mih_bits)
+    spec = seg.tables.spec
+    print(f"  MIH tables ({len(spec)} x {spec[0][1]} bits) in {time.perf_counter() - start:.1f} s")
+    flat = HammingSearcher(codes)
+    rng = np.random.default_rng(2)
+    sets = {
+        "database codes": codes[rng.integers(0, len(codes), args.queries)],
+        "fresh codes": clustered_codes(args.queries, centres, args.flips, seed=3),
+    }
+    none = np.zeros(0, np.int32)
+    for name, queries in sets.items():
+        padded = pad_to_64(queries)
+        for threads in sorted({1, faiss.omp_get_max_threads()}):
+            faiss.omp_set_num_threads(threads)
+            qps, answers = alternating_qps(
+                {
+                    "flat": (lambda q: flat.search(q, args.k), queries[: args.flat_queries]),
+                    "mih": (lambda q: engine.search_segment(seg, none, q, args.k, None), padded),
+                },
+                3,
+                args.seconds,
+            )
+            flat_qps, mih_qps = qps["flat"], qps["mih"]
+            (fd, fr), answers = answers["flat"], answers["mih"]
+            if threads == 1:  # every query, once: the same rows and distances as the flat scan
+                fd, fr = flat.search(queries, args.k)
+            n = len(fd)
+            same = all(
+                np.array_equal(answers[i][0], fd[i]) and np.array_equal(answers[i][1], fr[i])
+                for i in range(n)
+            )
+            print(
+                f"  {name}, FAISS threads {threads}: flat {flat_qps:,.0f} q/s, MIH "
+                f"{mih_qps:,.0f} q/s: {mih_qps / flat_qps:.1f}x; identical on {n}: {same}; {load()}"
+            )
+
+
+# ---------------------------------------------------------------------------------- write cost
+
+
+def write_cost(args: argparse.Namespace) -> None:
+    times: dict[str, list[float]] = {"on": [], "off": []}
+    with tempfile.TemporaryDirectory(dir=args.scratch) as tmp:
+        for r in range(args.repeats):
+            for mode in ("on", "off") if r % 2 == 0 else ("off", "on"):
+                out = Path(tmp) / f"idx-{mode}-{r}"
+                env = {**os.environ, "VIDHASH_SEARCH_FILE": mode}
+                argv = [sys.executable, "-m", "vidhash.cli", "index", args.videos, "--out", out]
+                start = time.perf_counter()
+                done = subprocess.run([*map(str, argv), "--json"], env=env, capture_output=True)
+                times[mode].append(time.perf_counter() - start)
+                if done.returncode not in (0, 1):  # 1: a partly decoded input, as expected here
+                    raise RuntimeError(done.stderr.decode()[-800:])
+                print(f"  search file {mode}: {times[mode][-1]:.1f} s; {load()}", flush=True)
+    on, off = statistics.median(times["on"]), statistics.median(times["off"])
+    runs = ", ".join(f"{m} " + " ".join(f"{t:.1f}" for t in times[m]) for m in times)
+    print(
+        f"vidhash index {args.videos}: median {on:.1f} s keeping the search file, {off:.1f} s "
+        f"without: {100 * (on / off - 1):+.1f}% (runs, s: {runs})"
+    )
+    inside, total = time_in_search_file(Path(args.videos), args.scratch)
+    print(
+        f"in one process: {inside:.2f} s of the {total:.1f} s run were spent keeping the "
+        f"search file ({100 * inside / total:.1f}%); {load()}"
+    )
+
+
+def time_in_search_file(videos: Path, scratch: str | None) -> tuple[float, float]:
+    """(seconds inside the search file's writer, seconds of the whole run) of one
+    ``build_index`` run in this process: the cost without the noise of two runs."""
+    from vidhash.index.searchwriter import SearchWriter
+    from vidhash.ingest import build_index
+    from vidhash.models import load_model
+
+    spent = [0.0]
+
+    def timed(method):
+        def wrapper(*a, **kw):
+            start = time.perf_counter()
+            try:
+                return method(*a, **kw)
+            finally:
+                spent[0] += time.perf_counter() - start
+
+        return wrapper
+
+    SearchWriter.sync = timed(SearchWriter.sync)
+    SearchWriter.update = timed(SearchWriter.update)
+    model = load_model("default")
+    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+        start = time.perf_counter()
+        build_index(videos, Path(tmp) / "idx", model, progress=False)
+        return spent[0], time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("build", help="a synthetic on-disk index through IndexStore")
+    p.add_argument("--keyframes", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--per-video", type=int, default=1000)
+    p.add_argument("--centres", type=int, default=10_000)
+    p.add_argument("--flips", type=int, default=4)
+    p = sub.add_parser("cli", help="cold vidhash search calls: wall time and peak RSS")
+    p.add_argument("index")
+    p.add_argument("--calls", type=int, default=11)
+    p.add_argument("--compare-checkout", help="also time the vidhash of this checkout")
+    p = sub.add_parser("mih", help="MIH vs flat scan, queries per second, identical results")
+    p.add_argument("--codes", type=int, default=10_000_000)
+    p.add_argument("--centres", type=int, default=10_000)
+    p.add_argument("--flips", type=int, default=4)
+    p.add_argument("--real", help="replicate the codes of this (real) index instead")
+    p.add_argument("--index", help="instead: Index.search_arrays on this on-disk index")
+    p.add_argument(
+        "--shots", type=int, default=0, help="with --real: first this many shot codes from them"
+    )
+    p.add_argument("--shot-flips", type=int, default=6, help="bits flipped to make a shot")
+    p.add_argument("--queries", type=int, default=1000)
+    p.add_argument("--flat-queries", type=int, default=64, help="queries timed on the flat scan")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--mih-bits", type=int, help="substring length [by the number of codes]")
+    p.add_argument("--seconds", type=float, default=5.0, help="at least this long per side")
+    p = sub.add_parser("write-cost", help="vidhash index with and without the search file")
+    p.add_argument("videos")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--scratch", default=None, help="where the indexes are written")
+    args = parser.parse_args()
+    {"build": build, "cli": cli, "mih": mih_bench, "write-cost": write_cost}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
