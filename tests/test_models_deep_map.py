@@ -65,17 +65,34 @@ def test_nets_on_the_deep_map(lite0_ms) -> None:
         PSPHashNet(lite0_ms, 5, 16, 48, 3, width=32)
 
 
+def test_psp_net_can_read_the_baselines_levels_beside_the_psp(lite0_ms) -> None:
+    """levels=...: the head reads the PSP's output and the pooled backbone levels, so the
+    proposed net sees all its twin sees, plus what the PSP adds."""
+    torch.manual_seed(0)
+    psp = PSPHashNet(lite0_ms, 5, 16, 48, 3, width=32, pool=1, neck_levels=NECK,
+                     levels=["s8", "head"]).eval()  # fmt: skip
+    x = torch.rand(2, 3, 224, 224)
+    with torch.inference_mode():
+        maps = lite0_ms(x)
+        features = psp.features_from_map(maps)
+    assert features.shape == (2, 2 * 64 + 40 + 1280)
+    assert torch.allclose(features[:, -1280:], maps["head"].mean((2, 3)), atol=1e-5)
+    with pytest.raises(ValueError, match="levels"):
+        PSPHashNet(lite0_ms, 5, 16, 48, 3, width=32, neck_levels=NECK, levels=["s64"])
+
+
 def test_deep_map_checkpoints_round_trip_and_encode_deterministically(
     lite0_ms, tmp_path: Path
 ) -> None:
     torch.manual_seed(0)
     net = PSPHashNet(lite0_ms, 5, 16, 48, 3, width=32, head_input="stacked", pool=2,
-                     neck_levels=NECK).eval()  # fmt: skip
+                     neck_levels=NECK, levels=["s16"]).eval()  # fmt: skip
     header = {
         "arch": "psp", "backbone": {"name": "efficientnet_lite0_ms", "source": "test weights"},
         "classes": ["a", "b", "c"], "seg_classes": list("vwxyz"), "code_bits": 48,
         "preprocessing": {}, "head": {"width": 32, "pool": 2, "input": "stacked",
-                                      "decoder_channels": 16, "neck": NECK},
+                                      "decoder_channels": 16, "neck": NECK,
+                                      "levels": ["s16"]},
     }  # fmt: skip
     path = tmp_path / "deep.safetensors"
     save_checkpoint(net, path, header)

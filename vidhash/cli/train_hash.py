@@ -91,7 +91,8 @@ from vidhash.errors import UsageError
 @click.option(
     "--levels",
     default="",
-    help="baseline on a multi-scale backbone: levels it reads [the PSP net's neck levels]",
+    help="backbone levels the head reads, comma-separated: the baseline's whole input [the "
+    "PSP net's neck levels]; for --arch psp, read beside the PSP's output [none]",
 )
 @click.option(
     "--backbone-weights",

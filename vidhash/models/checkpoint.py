@@ -95,6 +95,7 @@ def build_from_header(header: dict) -> torch.nn.Module:
             head["pool"],
             head.get("neck"),
             head.get("detail"),
+            head.get("levels"),
         )
     return BaselineHashNet(
         backbone,

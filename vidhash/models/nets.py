@@ -229,6 +229,7 @@ class PSPHashNet(HashNet, _PSPMap):
         pool: int = 4,
         neck_levels: dict[str, int] | None = None,
         detail: str | None = None,
+        levels: list[str] | None = None,
     ) -> None:
         super().__init__()
         if head_input not in HEAD_INPUTS:
@@ -243,10 +244,18 @@ class PSPHashNet(HashNet, _PSPMap):
             "stacked": self.decoder.stacked_channels,
             "both": num_seg_classes + self.decoder.stacked_channels,
         }[head_input]
+        # Backbone levels read beside the PSP (skip connections): the baseline's own input,
+        # so the proposed net differs from its twin only by what the PSP adds.
+        self.levels = list(levels or [])
+        missing = [name for name in self.levels if name not in backbone.levels]
+        if missing:
+            raise ValueError(f"levels {missing} are not among {sorted(backbone.levels)}")
+        channels += sum(backbone.levels[name] for name in self.levels)
         self.head = HashHead(channels * pool * pool, code_bits, num_classes, width)
 
     def features_from_map(self, maps) -> torch.Tensor:
-        """Backbone output -> the pooled PSP outputs the head reads (flat).
+        """Backbone output -> the pooled PSP outputs the head reads (flat), then the pooled
+        ``levels`` read beside them.
 
         With ``head_input="stacked"`` the fusion conv and classifier are not run: they
         serve segmentation only.
@@ -260,7 +269,9 @@ class PSPHashNet(HashNet, _PSPMap):
             if scores.shape[-2:] != stacked.shape[-2:]:
                 scores = F.adaptive_avg_pool2d(scores, stacked.shape[-2:])
             grid = scores if self.head_input == "scores" else torch.cat([scores, stacked], 1)
-        return torch.flatten(F.adaptive_avg_pool2d(grid, self.pool), 1)
+        pooled = [F.adaptive_avg_pool2d(grid, self.pool)]
+        pooled += [F.adaptive_avg_pool2d(maps[name], self.pool) for name in self.levels]
+        return torch.cat([torch.flatten(p, 1) for p in pooled], 1)
 
     def head_features(self, images01: torch.Tensor) -> torch.Tensor:
         return self.features_from_map(self.backbone(images01))

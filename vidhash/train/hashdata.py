@@ -130,7 +130,7 @@ def build_hash_model(cfg: HashConfig, num_classes: int) -> tuple[HashNet, dict]:
         model = PSPHashNet(
             seg.backbone, len(seg_header["seg_classes"]), seg_header["head"]["decoder_channels"],
             cfg.bits, num_classes, cfg.width, cfg.head_input, cfg.pool, neck_levels,
-            seg_header["head"].get("detail"),
+            seg_header["head"].get("detail"), [x for x in cfg.levels.split(",") if x],
         )  # fmt: skip
         if seg.neck is not None:
             model.neck.load_state_dict(seg.neck.state_dict())

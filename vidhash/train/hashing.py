@@ -80,7 +80,7 @@ class HashConfig:
     seg_checkpoint: str | None = None
     backbone: str = "efficientnet_lite0_ms"
     backbone_weights: str = "default"
-    levels: str = ""  # baseline on a multi-scale backbone: levels read ("" = the neck's)
+    levels: str = ""  # backbone levels the head reads (baseline: "" = the neck's; psp: beside it)
     width: int = 4096
     head_input: str = "stacked"
     pool: int = 4
@@ -393,6 +393,5 @@ def hash_header(model, cfg, info, data, history, metrics, cache_seconds) -> dict
             f"train-seg on {', '.join(map(str, seg.get('train', {}).get('data', [])))}"
             + (" (frozen here)" if cfg.freeze_psp else ", then fine-tuned by train-hash")
         )
-    else:
-        head["levels"] = model.levels or None
+    head["levels"] = model.levels or None
     return header
