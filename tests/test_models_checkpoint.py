@@ -117,5 +117,10 @@ def test_models_command_lists_the_registry(capsys: pytest.CaptureFixture) -> Non
     out = capsys.readouterr().out
     for name in vm.shipped_models():
         assert name in out
+    # Every shipped weight says where it came from: the backbone is not "random".
+    for entry in vm.shipped_models().values():
+        assert "ImageNet" in entry["provenance"]["backbone"]
+        assert entry["data"] and all(item["images"] > 0 for item in entry["data"])
+    assert "backbone: ImageNet" in out and "neck + PSP: train-seg" in out
     main(["models", "--json"])
     assert json.loads(capsys.readouterr().out) == vm.shipped_models()

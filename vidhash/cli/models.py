@@ -47,3 +47,6 @@ def command(
             click.echo(f"{'':18s} {metrics}")
         for part, source in (entry.get("provenance") or {}).items():
             click.echo(f"{'':18s} {part}: {source}")
+        for item in entry.get("data") or []:
+            kind = "labelled" if item.get("labelled") else "unlabelled"
+            click.echo(f"{'':18s}   data: {item['source']} ({item['images']:,} images, {kind})")

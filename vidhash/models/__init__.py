@@ -107,6 +107,7 @@ def ship_model(name: str, checkpoint: str | Path, description: str, half: bool =
         # Where every weight came from (backbone, neck + PSP, hash head), from the header.
         "provenance": header.get("provenance")
         or {"backbone": header.get("backbone", {}).get("source")},
+        "data": header.get("data", []),
     }
     atomic_write_bytes(weights_dir / "models.json", json.dumps(registry, indent=1).encode())
     for path in (target, weights_dir / "models.json"):
