@@ -1,0 +1,81 @@
+"""The shipped `default` / `default-baseline` recipe end to end (issue 12, docs/MODELS.md).
+
+    python pipelines/shipped.py --shared ../shared/data --cifar /work/data/cifar10 \
+        --intel /work/data/intel-scenes --out shipped-run [--leave-out-intel] [--ship]
+
+1. `train-seg`: neck + PSP on the fused Lite0 map (CamVid + COCO128-VOC), 16 epochs;
+2. `train-hash --arch psp --levels s8,s16,head`: the distill objective on CIFAR-10 (500
+   per class) + Intel scenes train labels + an unlabelled pool (the shared videos every
+   1 s, CamVid's and COCO128's photos), 4 views, backbone + PSP frozen;
+3. `train-hash --arch baseline`: the same, without the neck and PSP;
+4. `benchmarks/codes.py`: both against the float / ITQ / LSH anchors on Intel test and
+   the shared videos' concepts;
+5. with `--ship`, both become `default` / `default-baseline` (maintainers only).
+
+`--leave-out-intel` trains without Intel scenes (no labels, not in the pool), so Intel
+test measures unseen classes. Every step is one command, echoed as it runs; the feature
+cache (`--cache-dir`) makes reruns cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from paper import vidhash  # the sibling pipeline's one-command runner
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--cifar", type=Path, required=True, help="unpacked: train/, test/")
+    parser.add_argument("--intel", type=Path, required=True, help="unpacked: train/, test/")
+    parser.add_argument("--out", type=Path, default=Path("shipped-run"))
+    parser.add_argument("--cache-dir", default="~/.cache/vidhash/features")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--leave-out-intel", action="store_true")
+    parser.add_argument("--ship", action="store_true", help="replace the shipped pair")
+    args = parser.parse_args()
+
+    out, seg_data = args.out, args.shared / "segmentation"
+    out.mkdir(parents=True, exist_ok=True)
+    seg = out / "seg.safetensors"
+    common = ["--device", args.device, "--cache-dir", args.cache_dir]
+    vidhash(
+        "train-seg", "--data", seg_data / "camvid", "--data", seg_data / "coco128-voc",
+        "--out", seg, "--backbone", "efficientnet_lite0_ms", "--neck", "s8:32,s16:64,head:128",
+        "--decoder-channels", "128", "--optimizer", "adam", "--lr", "1e-3", "--lr-after", "1e-4",
+        "--drop-after", "12", "--epochs", "16", "--weight-decay", "1e-4", "--views", "6",
+        "--class-weights", "median-freq", "--batch-size", "16", *common,
+    )  # fmt: skip
+    data = [
+        "--train", args.cifar / "train", "--train-per-class", "500",
+        "--test", args.cifar / "test", "--test-per-class", "100",
+        "--unlabelled", args.shared / "videos",
+        "--unlabelled", seg_data / "camvid" / "JPEGImages",
+        "--unlabelled", seg_data / "coco128-voc" / "JPEGImages",
+    ]  # fmt: skip
+    if not args.leave_out_intel:
+        data += ["--train", args.intel / "train"]
+    recipe = ["--bits", "48", "--width", "1024", "--pool", "1", "--views", "4", *common]
+    psp, base = out / "psp.safetensors", out / "baseline.safetensors"
+    vidhash("train-hash", *data, *recipe, "--arch", "psp", "--seg-checkpoint", seg,
+            "--levels", "s8,s16,head", "--out", psp)  # fmt: skip
+    vidhash("train-hash", *data, *recipe, "--arch", "baseline", "--out", base)
+    bench = [sys.executable, str(REPO / "benchmarks" / "codes.py"), "--model", str(psp),
+             "--model", str(base), "--intel", str(args.intel), "--videos",
+             str(args.shared / "videos")]  # fmt: skip
+    print(f"\n$ {' '.join(bench)}", flush=True)
+    subprocess.run(bench, check=True)
+    if args.ship:
+        for name, ckpt, what in (("default", psp, "PSP hash net"),
+                                 ("default-baseline", base, "DLBHC baseline")):  # fmt: skip
+            vidhash("models", "--ship", name, ckpt, "--description", f"{what} (shipped.py)")
+
+
+if __name__ == "__main__":
+    main()
