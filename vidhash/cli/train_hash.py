@@ -6,6 +6,7 @@ import json
 
 import click
 
+from vidhash.cli._train import views_option
 from vidhash.errors import UsageError
 
 
@@ -53,13 +54,7 @@ from vidhash.errors import UsageError
     type=click.Choice(["random", "itq"]),
     help="itq: the head starts as the PCA-ITQ code of its input (fitted without labels)",
 )
-@click.option(
-    "--views",
-    default=1,
-    show_default=True,
-    type=int,
-    help="crops per training image: the center crop + random scale crops and mirrors",
-)
+@views_option
 @click.option("--teacher", default="s32", show_default=True, help="backbone levels (distill)")
 @click.option("--w-cls", default=1.0, show_default=True, type=float)
 @click.option("--w-sim", default=1.0, show_default=True, type=float)

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from vidhash.cli._train import views_option
 from vidhash.errors import UsageError
 
 
@@ -60,13 +61,7 @@ from vidhash.errors import UsageError
     type=click.Choice(["none", "median-freq"]),
     help="median-freq: SegNet's class balancing, so rare thin classes count",
 )
-@click.option(
-    "--views",
-    default=1,
-    show_default=True,
-    type=int,
-    help="crops per training image: the center crop + random scale crops and mirrors",
-)
+@views_option
 @click.option(
     "--freeze-backbone/--train-backbone",
     default=True,

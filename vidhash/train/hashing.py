@@ -90,12 +90,13 @@ class HashConfig:
     unlabelled_every: float = 1.0
     views: int = 1
     teacher: str = "s32"
-    w_cls: float = 1.0
-    w_sim: float = 1.0
-    w_quant: float = 0.1
-    w_balance: float = 0.1
-    tau_teacher: float = 0.05
-    tau_student: float = 0.1
+    # The objective's weights and temperatures: its own defaults, defined once there.
+    w_cls: float = HashObjective.w_cls
+    w_sim: float = HashObjective.w_sim
+    w_quant: float = HashObjective.w_quant
+    w_balance: float = HashObjective.w_balance
+    tau_teacher: float = HashObjective.tau_teacher
+    tau_student: float = HashObjective.tau_student
     optimizer: str | None = None
     epochs: int | None = None
     lr: float | None = None
