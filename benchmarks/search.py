@@ -38,19 +38,20 @@ def rss_bytes() -> int:
 
 
 def interleaved_qps(
-    searches: dict[str, object], queries: np.ndarray, rounds: int, min_seconds: float
+    sides: dict[str, tuple[object, np.ndarray]], rounds: int, min_seconds: float
 ) -> tuple[dict[str, float], dict[str, object]]:
-    """Best q/s of each search over ``rounds`` alternating passes.
+    """Best q/s of each ``(search, queries)`` side over ``rounds`` alternating passes (at
+    least ``min_seconds`` in all), and each side's last answers.
 
-    Alternating means that a machine shared with other work slows both sides alike, and
+    Alternating means that a machine shared with other work slows every side alike, and
     the best pass of each is the one least disturbed.
     """
-    best = dict.fromkeys(searches, 0.0)
-    results = {name: search(queries) for name, search in searches.items()}  # warm-up
+    best = dict.fromkeys(sides, 0.0)
+    results = {name: search(queries) for name, (search, queries) in sides.items()}  # warm-up
     deadline = time.perf_counter() + min_seconds
     done = 0
     while done < rounds or time.perf_counter() < deadline:
-        for name, search in searches.items():
+        for name, (search, queries) in sides.items():
             start = time.perf_counter()
             results[name] = search(queries)
             best[name] = max(best[name], len(queries) / (time.perf_counter() - start))
@@ -150,7 +151,8 @@ def run(
     rows = []
     for n_threads in threads:
         faiss.omp_set_num_threads(n_threads)
-        qps, results = interleaved_qps(searches, queries, rounds, min_seconds)
+        sides = {name: (search, queries) for name, search in searches.items()}
+        qps, results = interleaved_qps(sides, rounds, min_seconds)
         base_qps, ours_qps = qps["baseline"], qps["ours"]
         base_d, ours_d = results["baseline"][0], results["ours"][0]
         same = bool(np.array_equal(np.sort(base_d, axis=1), ours_d))

@@ -43,6 +43,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from search import interleaved_qps  # the sibling benchmark's side-by-side timer
 
 from vidhash.fsutil import keyframe_id
 from vidhash.index import engine
@@ -230,22 +231,6 @@ def segment_of(codes: np.ndarray, mih_bits: int | None = None):
     )
 
 
-def alternating_qps(sides: dict, rounds: int, min_seconds: float) -> tuple[dict, dict]:
-    """Best q/s of each (search, queries) side over passes that alternate between them, so
-    load from other work hits every side alike; and each side's last answers."""
-    best = dict.fromkeys(sides, 0.0)
-    answers = {name: search(queries) for name, (search, queries) in sides.items()}  # warm-up
-    deadline = time.perf_counter() + min_seconds
-    done = 0
-    while done < rounds or time.perf_counter() < deadline:
-        for name, (search, queries) in sides.items():
-            start = time.perf_counter()
-            answers[name] = search(queries)
-            best[name] = max(best[name], len(queries) / (time.perf_counter() - start))
-        done += 1
-    return best, answers
-
-
 def index_bench(args: argparse.Namespace) -> None:
     """MIH vs flat through ``Index.search_arrays`` on an on-disk index (all its segments)."""
     import faiss
@@ -265,7 +250,7 @@ def index_bench(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(2)
     queries = codes[rng.integers(0, len(codes), args.queries)]
     faiss.omp_set_num_threads(1)
-    qps, answers = alternating_qps(
+    qps, answers = interleaved_qps(
         {
             "flat": (lambda q: flat.search(q, args.k), queries[: args.flat_queries]),
             "index": (lambda q: index.search_arrays(q, args.k), queries),
@@ -316,7 +301,7 @@ def mih_bench(args: argparse.Namespace) -> None:
         padded = pad_to_64(queries)
         for threads in sorted({1, faiss.omp_get_max_threads()}):
             faiss.omp_set_num_threads(threads)
-            qps, answers = alternating_qps(
+            qps, answers = interleaved_qps(
                 {
                     "flat": (lambda q: flat.search(q, args.k), queries[: args.flat_queries]),
                     "mih": (lambda q: engine.search_segment(seg, none, q, args.k, None), padded),
