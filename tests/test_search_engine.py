@@ -4,6 +4,8 @@ random and clustered codes full of ties, with radius, exclusions, k past the end
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -284,3 +286,28 @@ def test_file_array_reads_what_the_map_shows(tmp_path) -> None:
     (tmp_path / "h").write_bytes(b"not an array file at all")
     with pytest.raises(DamagedFile):
         read_arrays(tmp_path / "h", access="read")
+
+
+def test_an_index_from_a_pandas_table_searches_like_brute_force() -> None:
+    """Index.from_table with pandas rows (large_string columns in Arrow) builds and answers."""
+    import pandas as pd
+
+    from vidhash.index.search import Index
+
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, 256, (50, 6), dtype=np.uint8)
+    video = np.arange(50) // 10
+    keyframes = pd.DataFrame({
+        "keyframe_id": [f"{v:016x}-{i % 10:09d}" for i, v in enumerate(video)],
+        "video_id": [f"{v:064x}" for v in video],
+        "video_path": [f"videos/{v}.mp4" for v in video],
+        "pts_time": (np.arange(50) % 10).astype(np.float64),
+        "image_path": [f"images/{v:016x}/{v:016x}-{i % 10:09d}.jpg" if i % 2 else None
+                       for i, v in enumerate(video)],
+    })  # fmt: skip
+    index = Index.from_table(Path("."), keyframes, codes, 48, {}, {})
+    hits = index.search(codes[7], k=5)[0]
+    distances = hamming(codes[7], codes)
+    assert [h.distance for h in hits] == sorted(distances)[:5]
+    assert hits[0].keyframe_id == keyframes["keyframe_id"][7]
+    assert hits[0].image_path and hits[0].image_path.endswith(f"{hits[0].keyframe_id}.jpg")

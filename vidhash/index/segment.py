@@ -257,17 +257,14 @@ def from_arrow(table, code_bits: int, parts: dict[str, tuple[int, int, int]]) ->
             valid = column.is_valid().to_numpy(zero_copy_only=False)
             values[valid] = pc.fill_null(column, 0).to_numpy()[valid]
         rows[name] = values
+    # Plain strings: tables from pandas carry large_string, which the join does not mix.
+    ids = table.column("keyframe_id").cast(pa.string())
     if "image_path" in table.column_names:
-        image = table.column("image_path")
+        image = table.column("image_path").cast(pa.string())
     else:
         image = pa.nulls(n, pa.string())
     expected = pc.binary_join_element_wise(
-        "images/",
-        pc.utf8_slice_codeunits(table.column("keyframe_id"), 0, 16),
-        "/",
-        table.column("keyframe_id"),
-        ".jpg",
-        "",
+        "images/", pc.utf8_slice_codeunits(ids, 0, 16), "/", ids, ".jpg", ""
     )
     standard = pc.fill_null(pc.equal(image, expected), False).to_numpy(zero_copy_only=False)
     present = image.is_valid().to_numpy(zero_copy_only=False)
