@@ -36,6 +36,19 @@ CPU_MICRO_BATCH = 4
 GPU_MICRO_BATCH = 64
 
 
+def _level_channels(backbone: Backbone, levels: list[str]) -> int:
+    """Channels of the named backbone levels together (a head reads them pooled)."""
+    missing = [name for name in levels if name not in backbone.levels]
+    if missing:
+        raise ValueError(f"levels {missing} are not among {sorted(backbone.levels)}")
+    return sum(backbone.levels[name] for name in levels)
+
+
+def _pool_flat(grids: list[torch.Tensor], pool: int) -> torch.Tensor:
+    """Each map adaptive-average-pooled to ``pool x pool``, flattened, side by side."""
+    return torch.cat([torch.flatten(F.adaptive_avg_pool2d(g, pool), 1) for g in grids], 1)
+
+
 class HashHead(nn.Module):
     """FC width (ReLU) -> FC width (ReLU) -> FC L (sigmoid: the hash layer) -> FC C (logits)."""
 
@@ -247,10 +260,7 @@ class PSPHashNet(HashNet, _PSPMap):
         # Backbone levels read beside the PSP (skip connections): the baseline's own input,
         # so the proposed net differs from its twin only by what the PSP adds.
         self.levels = list(levels or [])
-        missing = [name for name in self.levels if name not in backbone.levels]
-        if missing:
-            raise ValueError(f"levels {missing} are not among {sorted(backbone.levels)}")
-        channels += sum(backbone.levels[name] for name in self.levels)
+        channels += _level_channels(backbone, self.levels)
         self.head = HashHead(channels * pool * pool, code_bits, num_classes, width)
 
     def features_from_map(self, maps) -> torch.Tensor:
@@ -269,9 +279,7 @@ class PSPHashNet(HashNet, _PSPMap):
             if scores.shape[-2:] != stacked.shape[-2:]:
                 scores = F.adaptive_avg_pool2d(scores, stacked.shape[-2:])
             grid = scores if self.head_input == "scores" else torch.cat([scores, stacked], 1)
-        pooled = [F.adaptive_avg_pool2d(grid, self.pool)]
-        pooled += [F.adaptive_avg_pool2d(maps[name], self.pool) for name in self.levels]
-        return torch.cat([torch.flatten(p, 1) for p in pooled], 1)
+        return _pool_flat([grid, *(maps[name] for name in self.levels)], self.pool)
 
     def head_features(self, images01: torch.Tensor) -> torch.Tensor:
         return self.features_from_map(self.backbone(images01))
@@ -306,18 +314,12 @@ class BaselineHashNet(HashNet):
         if backbone.multi_scale and not levels:
             raise ValueError(f"{backbone.name} returns several maps: name the levels to read")
         self.levels = list(levels or [])
-        channels = (
-            sum(backbone.levels[name] for name in self.levels)
-            if self.levels
-            else backbone.out_channels
-        )
+        channels = _level_channels(backbone, self.levels) if self.levels else backbone.out_channels
         self.head = HashHead(channels * pool * pool, code_bits, num_classes, width)
 
     def features_from_map(self, maps) -> torch.Tensor:
-        if not self.levels:
-            return torch.flatten(F.adaptive_avg_pool2d(maps, self.pool), 1)
-        pooled = [F.adaptive_avg_pool2d(maps[name], self.pool) for name in self.levels]
-        return torch.cat([torch.flatten(p, 1) for p in pooled], 1)
+        grids = [maps[name] for name in self.levels] if self.levels else [maps]
+        return _pool_flat(grids, self.pool)
 
     def head_features(self, images01: torch.Tensor) -> torch.Tensor:
         return self.features_from_map(self.backbone(images01))

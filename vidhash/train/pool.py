@@ -78,12 +78,12 @@ class UnlabelledPool:
 
     def keys(self) -> list[str]:
         """One stable string per item (its file, or its video and rank), for cache keys."""
-        per_video: dict[str, int] = {}
         keys = [str(p.resolve()) for p in self.images]
+        prefix = {o: f"{Path(o).resolve()}#{os.path.getsize(o)}" for o in set(self.frame_origin)}
+        rank: dict[str, int] = {}
         for origin in self.frame_origin:
-            per_video[origin] = per_video.get(origin, -1) + 1
-            size = os.path.getsize(origin)
-            keys.append(f"{Path(origin).resolve()}#{size}#{per_video[origin]}")
+            rank[origin] = rank.get(origin, -1) + 1
+            keys.append(f"{prefix[origin]}#{rank[origin]}")
         return keys
 
 
