@@ -71,10 +71,6 @@ class Views:
     def __len__(self) -> int:
         return len(self.dataset) * self.n_views
 
-    def source(self, k: int) -> int:
-        """The data set item that view ``k`` was cut from."""
-        return k // self.n_views
-
     def __getitem__(self, k: int):
         item, view = divmod(k, self.n_views)
         image, target = self.dataset.raw(item)

@@ -73,14 +73,13 @@ def load_resume_state(
     params = dict(model.named_parameters())
     with safe_open(str(path), framework="pt") as fh:
         meta = json.loads(fh.metadata()["resume"])
-        for key in fh.keys():  # noqa: SIM118 - safe_open API
-            if key.startswith("momentum/"):  # written by vidhash 0.1.0
-                key, name = f"state/momentum_buffer/{key[9:]}", key
-            else:
-                name = key
-            if key.startswith("state/"):
-                _, state_key, param = key.split("/", 2)
-                p = params[param]
-                value = fh.get_tensor(name)
-                optimizer.state[p][state_key] = value if state_key == "step" else value.to(p.device)
+        for name in fh.keys():  # noqa: SIM118 - safe_open API
+            # vidhash 0.1.0 wrote SGD momentum only, as "momentum/<param>".
+            old = name.removeprefix("momentum/")
+            key = f"state/momentum_buffer/{old}" if old != name else name
+            if not key.startswith("state/"):
+                continue
+            _, state_key, param = key.split("/", 2)
+            p, value = params[param], fh.get_tensor(name)
+            optimizer.state[p][state_key] = value if state_key == "step" else value.to(p.device)
     return int(meta["epoch"]), list(meta["history"])
