@@ -13,7 +13,7 @@ from PIL import Image
 from vidhash.cli import main
 from vidhash.models import load_model
 from vidhash.models.checkpoint import load_checkpoint, read_header
-from vidhash.train.datasets import VOCSegmentation, merged_voc
+from vidhash.train.datasets import Views, VOCSegmentation, merged_voc
 from vidhash.train.hashing import HashConfig, train_hashing
 from vidhash.train.seg import SegConfig, train_segmentation
 
@@ -83,6 +83,10 @@ def test_voc_palette_masks_and_merged_labels(voc_roots: list[Path]) -> None:
     assert merged[0].labels == ["background", "cat", "sky"]
     _, mask_b = merged[1][0]
     assert set(np.unique(mask_b)) <= {2, 1, 255}  # b's 'sky' (0) -> 2, 'cat' (1) -> 1
+    # Masks alone (what train-seg stacks without decoding images) are the same crops.
+    assert np.array_equal(merged[1].mask(0), mask_b)
+    views = Views(merged[1], 4, seed=3, size=32)
+    assert all(np.array_equal(views.mask(k), views[k][1]) for k in range(len(views)))
 
 
 def test_voc_without_labels_file_uses_pascal_voc_2012_classes(voc_roots: list[Path]) -> None:

@@ -71,10 +71,8 @@ class Views:
     def __len__(self) -> int:
         return len(self.dataset) * self.n_views
 
-    def __getitem__(self, k: int):
-        item, view = divmod(k, self.n_views)
-        image, target = self.dataset.raw(item)
-        h, w = image.shape[:2]
+    def _box(self, item: int, view: int, h: int, w: int) -> tuple[tuple[slice, slice], bool]:
+        """The square crop (rows, columns) of view ``view`` of an h x w item, and its mirror."""
         if view == 0:
             left, top, side, _ = center_crop_box(w, h)
             flip = False
@@ -83,12 +81,26 @@ class Views:
             side = max(8, round(min(h, w) * rng.uniform(0.35, 1.0)))
             left, top = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
             flip = bool(rng.random() < 0.5)
-        box = (slice(top, top + side), slice(left, left + side))
+        return (slice(top, top + side), slice(left, left + side)), flip
+
+    def _crop_mask(self, mask: np.ndarray, box: tuple[slice, slice], flip: bool) -> np.ndarray:
+        square = _flip(mask[box], flip)
+        return cv2.resize(square, (self.size, self.size), interpolation=cv2.INTER_NEAREST)
+
+    def __getitem__(self, k: int):
+        item, view = divmod(k, self.n_views)
+        image, target = self.dataset.raw(item)
+        box, flip = self._box(item, view, *image.shape[:2])
         crop = center_crop_resize(_flip(image[box], flip), self.size)
         if isinstance(target, np.ndarray):
-            square = np.ascontiguousarray(_flip(target[box], flip))
-            target = cv2.resize(square, (self.size, self.size), interpolation=cv2.INTER_NEAREST)
+            target = self._crop_mask(target, box, flip)
         return crop, target
+
+    def mask(self, k: int) -> np.ndarray:
+        """View ``k``'s mask alone: the image is not decoded (a mask has the image's size)."""
+        item, view = divmod(k, self.n_views)
+        mask = self.dataset.raw_mask(item)
+        return self._crop_mask(mask, *self._box(item, view, *mask.shape[:2]))
 
 
 def _flip(array: np.ndarray, flip: bool) -> np.ndarray:
@@ -121,16 +133,23 @@ class VOCSegmentation:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def raw_mask(self, i: int) -> np.ndarray:
+        """The whole mask, remapped to the merged labels (the image is not read)."""
+        with Image.open(self.root / "SegmentationClass" / f"{self.ids[i]}.png") as m:
+            # Palette PNGs ('P') already hold class indices; never convert them to RGB.
+            return self.lut[np.asarray(m if m.mode in ("P", "L") else m.convert("L"))]
+
     def raw(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """The whole image and its mask (remapped to the merged labels), uncropped."""
-        image_id = self.ids[i]
-        image = read_rgb(self.root / "JPEGImages" / f"{image_id}.jpg")
-        with Image.open(self.root / "SegmentationClass" / f"{image_id}.png") as m:
-            # Palette PNGs ('P') already hold class indices; never convert them to RGB.
-            mask = np.asarray(m if m.mode in ("P", "L") else m.convert("L"))
+        image = read_rgb(self.root / "JPEGImages" / f"{self.ids[i]}.jpg")
+        mask = self.raw_mask(i)
         if mask.shape[:2] != image.shape[:2]:
-            raise InputError(f"{image_id}: mask {mask.shape} and image {image.shape} differ")
-        return image, self.lut[mask]
+            raise InputError(f"{self.ids[i]}: mask {mask.shape} and image {image.shape} differ")
+        return image, mask
+
+    def mask(self, i: int) -> np.ndarray:
+        """The center-cropped mask alone, as ``self[i][1]``."""
+        return crop_mask(self.raw_mask(i), self.size)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         image, mask = self.raw(i)

@@ -119,6 +119,14 @@ class _Concat:
         s, i = self.index[k]
         return self.sets[s].raw(i)
 
+    def raw_mask(self, k: int) -> np.ndarray:
+        s, i = self.index[k]
+        return self.sets[s].raw_mask(i)
+
+    def mask(self, k: int) -> np.ndarray:
+        s, i = self.index[k]
+        return self.sets[s].mask(i)
+
     def files(self) -> list[Path]:
         return [
             ds.root / "JPEGImages" / f"{ds.ids[i]}.jpg"
@@ -197,7 +205,7 @@ def train_segmentation(cfg: SegConfig, log=print) -> dict:
         return {k: out[k] for k in levels} if levels else out
 
     for split, ds in (("train", train), ("val", val)):
-        masks[split] = np.stack([ds[i][1] for i in range(len(ds))])
+        masks[split] = np.stack([ds.mask(i) for i in range(len(ds))])  # no image decoded
         if cfg.freeze_backbone:
             model.backbone.eval()
             key = backbone_cache_key(model.backbone, cfg.backbone, cfg.size)
