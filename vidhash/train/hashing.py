@@ -51,6 +51,7 @@ from vidhash.train.itq import fit_itq
 from vidhash.train.loop import (
     autocast,
     load_resume_state,
+    make_optimizer,
     resolve_device,
     save_resume_state,
     seed_everything,
@@ -166,11 +167,7 @@ def train_hashing(config: HashConfig, log=print) -> dict:
         for p in module.parameters():
             p.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                              weight_decay=cfg.weight_decay)  # fmt: skip
+    opt = make_optimizer(params, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
     start_epoch, history = 0, []
     if cfg.resume and resume_path.is_file():
         start_epoch, history = load_resume_state(resume_path, opt, model)

@@ -45,6 +45,15 @@ def autocast(device: torch.device) -> AbstractContextManager:
     return nullcontext()
 
 
+def make_optimizer(
+    params: list, name: str, lr: float, momentum: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """``"adam"`` or ``"sgd"`` (with momentum) over ``params``: both training phases use it."""
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
 def save_resume_state(
     path: Path, optimizer: torch.optim.Optimizer, model: torch.nn.Module, epoch: int, history: list
 ) -> None:

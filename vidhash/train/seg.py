@@ -31,6 +31,7 @@ from vidhash.train.datasets import Views, VOCSegmentation, merged_voc
 from vidhash.train.loop import (
     autocast,
     load_resume_state,
+    make_optimizer,
     resolve_device,
     save_resume_state,
     seed_everything,
@@ -184,12 +185,7 @@ def train_segmentation(cfg: SegConfig, log=print) -> dict:
         for p in model.backbone.parameters():
             p.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-        )
+    opt = make_optimizer(params, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
     start_epoch, history = 0, []
     if cfg.resume and resume_path.is_file():
         start_epoch, history = load_resume_state(resume_path, opt, model)
