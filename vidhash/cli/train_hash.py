@@ -7,7 +7,6 @@ import json
 import click
 
 from vidhash.cli._train import views_option
-from vidhash.errors import UsageError
 
 
 @click.command("train-hash")
@@ -142,9 +141,6 @@ def command(bits: str, **opts) -> None:
     """
     from vidhash.train.hashing import HashConfig, train_hashing
 
-    for name in ("epochs", "batch_size", "width", "views"):
-        if opts[name] is not None and opts[name] < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive")
     opts["train_dir"] = list(opts["train_dir"])
     opts["unlabelled"] = list(opts["unlabelled"])
     metrics = train_hashing(

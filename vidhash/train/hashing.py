@@ -131,8 +131,11 @@ class HashConfig:
             raise UsageError(f"bits must be one of {CODE_LENGTHS}")
         if cfg.arch == "psp" and cfg.freeze_psp and not cfg.freeze_backbone:
             raise UsageError("a frozen PSP needs a frozen backbone (the PSP reads its maps)")
-        if cfg.optimizer not in ("sgd", "adam") or cfg.views < 1:
-            raise UsageError("optimizer must be sgd or adam, and views at least 1")
+        if cfg.optimizer not in ("sgd", "adam"):
+            raise UsageError(f"optimizer must be sgd or adam, got {cfg.optimizer!r}")
+        for name in ("epochs", "batch_size", "width", "views"):
+            if getattr(cfg, name) < 1:
+                raise UsageError(f"{name.replace('_', ' ')} must be positive")
         if cfg.init not in ("random", "itq"):
             raise UsageError(f"init must be random or itq, got {cfg.init!r}")
         if cfg.init == "itq" and not (cfg.freeze_backbone and cfg.freeze_psp):
