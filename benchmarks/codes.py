@@ -37,6 +37,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from vidhash.errors import DecodeError  # noqa: E402
 from vidhash.eval.concepts import IndexData, evaluate_concepts  # noqa: E402
 from vidhash.fsutil import content_hash  # noqa: E402
 from vidhash.index.codes import pack_bits  # noqa: E402
@@ -77,7 +78,7 @@ def video_keyframes(folder: Path) -> tuple[list[np.ndarray], pd.DataFrame, pd.Da
                     end = float(rule["end"]) if rule["end"] else float("inf")
                     if rule["video"] == video.name and start <= kf.pts_time <= end:
                         labels.append((kf.keyframe_id, rule["concept"], rule["group"]))
-        except Exception:  # noqa: BLE001 - a damaged video gives the keyframes it gave
+        except DecodeError:  # a damaged video gives the keyframes it gave
             pass
     annotations = pd.DataFrame(labels, columns=["keyframe_id", "concept", "group"])
     return crops, pd.DataFrame(rows), annotations
