@@ -1,11 +1,13 @@
-"""AP@K / MAP against hand-computed cases and a plain-Python brute force."""
+"""AP@K / MAP / Hamming (vidhash.metrics) and the benchmark scores (vidhash.eval.metrics)
+against hand-computed cases and a plain-Python brute force."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from vidhash.eval import metrics
+from vidhash import metrics
+from vidhash.eval import metrics as bench
 
 
 def _pack(bits: list[list[int]]) -> np.ndarray:
@@ -38,13 +40,13 @@ def test_hamming_matches_popcount():
     rng = np.random.default_rng(1)
     a = rng.integers(0, 256, (7, 6), dtype=np.uint8)
     b = rng.integers(0, 256, (11, 6), dtype=np.uint8)
-    got = metrics.hamming_distance_matrix(a, b)
+    got = metrics.hamming(a[:, None], b)
     want = [
         [sum(bin(x ^ y).count("1") for x, y in zip(qa, db, strict=True)) for db in b] for qa in a
     ]
     np.testing.assert_array_equal(got, want)
     # Unpadded 12-bit codes: only the first 12 bits count.
-    assert metrics.hamming_distance_matrix(a[:, :2], b[:, :2], code_bits=12).max() <= 12
+    assert metrics.hamming(a[:, None, :2], b[:, :2], code_bits=12).max() <= 12
 
 
 def test_ties_broken_by_id_then_distance():
@@ -94,7 +96,7 @@ def test_map_matches_brute_force(topk):
     dl = rng.integers(0, 4, 60)
     want = _brute_force_map(q, ql, d, dl, topk)
     assert metrics.mean_average_precision(q, ql, d, dl, topk) == pytest.approx(want)
-    scores = metrics.evaluate_retrieval(q, ql, d, dl, 16, topks=(topk,), max_k=60)
+    scores = bench.evaluate_retrieval(q, ql, d, dl, 16, topks=(topk,), max_k=60)
     assert scores.map_at["all" if topk is None else str(topk)] == pytest.approx(want)
 
 
@@ -114,15 +116,15 @@ def test_precision_at_k_and_pr_curve():
     d = rng.integers(0, 256, (30, 1), dtype=np.uint8)
     ql = rng.integers(0, 3, 6)
     dl = rng.integers(0, 3, 30)
-    curve = metrics.precision_at_k(q, ql, d, dl, max_k=30)
-    dist = metrics.hamming_distance_matrix(q, d)
+    curve = bench.precision_at_k(q, ql, d, dl, max_k=30)
+    dist = metrics.hamming(q[:, None], d)
     for k in (1, 7, 30):
         want = []
         for i in range(6):
             order = sorted(range(30), key=lambda j, i=i: (dist[i, j], j))[:k]
             want.append(np.mean([ql[i] == dl[j] for j in order]))
         assert curve[k - 1] == pytest.approx(np.mean(want))
-    radii, precision, recall = metrics.precision_recall_by_radius(q, ql, d, dl)
+    radii, precision, recall = bench.precision_recall_by_radius(q, ql, d, dl)
     assert list(radii) == list(range(9))
     # At the full radius everything is retrieved: recall 1, precision = share of relevant.
     assert recall[-1] == pytest.approx(1.0)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vidhash"
-BOTTOM = {"errors", "fsutil", "transforms", "media"}
+BOTTOM = {"errors", "fsutil", "transforms", "media", "metrics"}
 # Each part of vidhash, and the parts it may import (besides itself and the bottom).
 MAY_IMPORT: dict[str, set[str]] = {
     **{name: set() for name in BOTTOM},

@@ -15,7 +15,7 @@ Protocol (also written into every report, see ``DEFINITIONS``):
   with c. A multi-label query counts once for each of its concepts, judged per concept.
   Unannotated keyframes are never relevant but still occupy ranks, so unlabelled clutter
   in the index lowers precision just as it would for a user.
-* **AP@K** as in DLBHC (``vidhash.eval.metrics``): normalised by the relevant items found in
+* **AP@K** as in DLBHC (``vidhash.metrics``): normalised by the relevant items found in
   the top K; 0 when none is found.
 * **MAP@K of a concept**: mean AP@K over that concept's queries. **Overall** for a group:
   mean over its concepts, each weighted equally (as in the paper), however many queries
@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vidhash import metrics
 from vidhash.errors import IndexMissingError, InputError, UsageError
-from vidhash.eval import metrics
+from vidhash.index.codes import unpack_bits
 from vidhash.index.store import IndexStore
 
 DEFINITIONS = (__doc__ or "").split("``DEFINITIONS``):", 1)[-1].strip()
@@ -189,7 +190,6 @@ def evaluate_concepts(
     max_k = min(topks[-1], n)
     video = kf["video_id"].astype(str).to_numpy() if "video_id" in kf else kf["keyframe_id"]
     video_codes = pd.factorize(np.asarray(video))[0]
-    tie = np.arange(n, dtype=np.int64)  # keyframes are sorted by id: position = id rank
 
     rankings = np.full((len(query_rows), max_k), -1, dtype=np.int64)
     distances = np.full((len(query_rows), max_k), -1, dtype=np.int32)
@@ -200,14 +200,15 @@ def evaluate_concepts(
         dist = (
             distance(qr)
             if distance is not None
-            else metrics.hamming_distance_matrix(index.codes[qr], index.codes, index.code_bits)
+            else metrics.hamming(index.codes[qr][:, None], index.codes, index.code_bits)
         )
         if exclude_same_video:
             exclude = video_codes[qr][:, None] == video_codes[None, :]
         else:
             exclude = np.zeros_like(dist, dtype=bool)
         exclude[np.arange(len(qr)), qr] = True
-        order, valid = metrics.rank_by_distance(dist, tie, max_k, exclude)
+        # The tie rule: the database's order, which is keyframe id order (IndexData is sorted).
+        order, valid = metrics.rank_by_distance(dist, None, max_k, exclude)
         rankings[start : start + len(qr)] = np.where(valid, order, -1)
         distances[start : start + len(qr)] = np.where(valid, np.take_along_axis(dist, order, 1), -1)
         ranked_labels = labels[order] & valid[:, :, None]  # (B, K, C)
@@ -261,7 +262,7 @@ def code_stats(codes: np.ndarray, code_bits: int) -> dict:
     if len(codes) == 0:
         return {"distinct_codes": 0, "largest_bucket": 0, "mean_bit_imbalance": 0.0}
     _, counts = np.unique(codes, axis=0, return_counts=True)
-    bits = metrics.unpack_codes(codes, code_bits)
+    bits = unpack_bits(codes, code_bits)
     return {
         "distinct_codes": int(len(counts)),
         "largest_bucket": int(counts.max()),

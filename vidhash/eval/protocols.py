@@ -12,6 +12,8 @@ the *test* split, in sorted file order):
 
 Relevance: same class. Scores come from ``vidhash.eval.metrics``: mAP@1000 (DLBHC R_K
 normalisation), mAP@all, precision@K for K = 1..1000 and precision-recall by Hamming radius.
+Ties in distance follow ``vidhash.metrics``' one rule with the database keyed by relative file
+path (``train-hash`` keys its test-set mAP the same way, so both agree on the same codes).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from vidhash.errors import InputError, UsageError
 from vidhash.eval import metrics
 from vidhash.fsutil import atomic_path, atomic_write_bytes
 from vidhash.media import read_rgb
+from vidhash.metrics import path_key
 from vidhash.transforms import center_crop_resize
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -249,7 +252,7 @@ def run_protocol(
     q_ok, d_ok = ok[: len(query_idx)], ok[len(query_idx) :]
     q_codes, d_codes = codes[: len(query_idx)][q_ok], codes[len(query_idx) :][d_ok]
     q_labels, d_labels = data.labels[query_idx][q_ok], data.labels[db_idx][d_ok]
-    d_ids = np.array([str(p) for p in np.array(data.paths, dtype=object)[db_idx][d_ok]])
+    d_ids = [path_key(p, data.root) for p in np.array(data.paths, dtype=object)[db_idx][d_ok]]
     scores = metrics.evaluate_retrieval(
         q_codes, q_labels, d_codes, d_labels, code_bits, (max_k, None), max_k, d_ids
     )
@@ -282,7 +285,7 @@ def run_protocol(
         },
         "definitions": "AP@K as in DLBHC (normalised by relevant items in the top K); "
         "mAP@all = the same with K = whole database (R = all relevant); relevance = same "
-        "class; ties broken by distance then file path",
+        "class; ties in distance broken by relative file path",
         "errors": errors[:20],
     }
     tag = _tag(summary)

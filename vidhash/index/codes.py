@@ -12,6 +12,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+# The one Hamming distance (packed codes -> int32, broadcasting): a reference for tests and
+# small sets; the index searches with its engine, whose order it matches.
+from vidhash.metrics import hamming as hamming
+
 if TYPE_CHECKING:  # pyarrow is imported where it is used: a search need not load it
     import pyarrow as pa
 
@@ -68,18 +72,6 @@ def pad_to_64(codes: np.ndarray) -> np.ndarray:
     out = np.zeros((codes.shape[0], padded_bytes), dtype=np.uint8)
     out[:, :nbytes] = codes
     return out
-
-
-def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamming distances between packed codes, broadcasting like ``a ^ b`` over rows.
-
-    ``hamming(q, db)`` with q (nbytes,) and db (N, nbytes) gives N distances; with q
-    (Q, 1, nbytes) it gives a (Q, N) matrix. Reference implementation for tests and
-    small sets; the index uses FAISS.
-    """
-    a = np.asarray(a, dtype=np.uint8)
-    b = np.asarray(b, dtype=np.uint8)
-    return np.bitwise_count(a ^ b).sum(axis=-1, dtype=np.int32)
 
 
 def codes_to_arrow(codes: np.ndarray) -> pa.FixedSizeBinaryArray:

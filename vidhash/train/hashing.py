@@ -58,7 +58,7 @@ from vidhash.train.loop import (
     step_lr,
 )
 from vidhash.train.objectives import OBJECTIVES, HashObjective
-from vidhash.train.retrieval import mean_average_precision
+from vidhash.train.retrieval import database_keys, retrieval_map
 
 # Recipe values per objective, used where the config leaves them None.
 RECIPES: dict[str, dict] = {
@@ -343,11 +343,12 @@ def _evaluate(forward, inputs, cached, test_cached, views, data, topk, model) ->
             bits[split], preds[split] = np.concatenate(rs), np.concatenate(ps)
     test_labels = np.asarray(data.test.targets)
     db_labels = data.labels[database // views.n_views]
-    q, db = (bits["test"], test_labels), (bits["train"], db_labels)
+    keys = database_keys(data.sources[0].files, data.sources[0].root)  # rows of domain 0
+    q, db = (bits["test"], test_labels), (bits["train"], db_labels, keys)
     return {
         "test_acc": round(float((preds["test"] == test_labels).mean()), 4),
-        f"map@{topk}": round(mean_average_precision(*q, *db, topk=topk), 4),
-        "map@all": round(mean_average_precision(*q, *db, topk=None), 4),
+        f"map@{topk}": round(retrieval_map(*q, *db, topk=topk), 4),
+        "map@all": round(retrieval_map(*q, *db, topk=None), 4),
         "queries": int(len(test_labels)),
         "database": int(len(database)),
     }

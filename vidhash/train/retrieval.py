@@ -1,42 +1,42 @@
-"""Hamming-ranking mAP for the training reports (the DLBHC protocol's mAP@k).
+"""Test-set mAP for the ``train-hash`` report, scored exactly as ``benchmark-hashing`` scores.
 
-A small stand-in used at the end of ``train-hash``; the full evaluation layer lives in
-``vidhash.eval`` (which reads an index). Ranking: Hamming distance, ties broken by
-database order (stable sort), as the reference DLBHC/DSH evaluation scripts do.
+Queries: the test images; database: the first training root. Both are handed over as the
+0/1 bits the trainer has; the score itself is :func:`vidhash.metrics.mean_average_precision`
+with the database keyed by relative file path (:func:`vidhash.metrics.path_key`), the
+same tie rule and keys as the hashing protocols, so the two commands agree on the same codes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
 
-
-def hamming_distances(query_bits: np.ndarray, db_bits: np.ndarray) -> np.ndarray:
-    """(Q, N) int distances between 0/1 bit matrices (unpacked), via one matrix product."""
-    q = query_bits.astype(np.float32)
-    d = db_bits.astype(np.float32)
-    agree = q @ d.T + (1 - q) @ (1 - d).T
-    return (q.shape[1] - agree).round().astype(np.int32)
+from vidhash.metrics import mean_average_precision, path_key
 
 
-def mean_average_precision(
+def database_keys(files: Sequence[str | Path], root: str | Path) -> list[str]:
+    """The stable key of each database image: its path relative to its image folder."""
+    return [path_key(f, root) for f in files]
+
+
+def retrieval_map(
     query_bits: np.ndarray,
     query_labels: np.ndarray,
     db_bits: np.ndarray,
     db_labels: np.ndarray,
+    db_keys: Sequence[str],
     topk: int | None = None,
-    chunk: int = 250,
 ) -> float:
-    """mAP@topk: per query, mean precision at each relevant rank within the top k
-    (queries with no relevant item in the top k count as AP 0); ``topk=None`` = all."""
-    k = len(db_bits) if topk is None else min(topk, len(db_bits))
-    aps = []
-    for start in range(0, len(query_bits), chunk):
-        dist = hamming_distances(query_bits[start : start + chunk], db_bits)
-        order = np.argsort(dist, axis=1, kind="stable")[:, :k]
-        relevant = db_labels[order] == query_labels[start : start + chunk, None]
-        hits = np.cumsum(relevant, axis=1)
-        precision = hits / np.arange(1, k + 1)
-        n_rel = relevant.sum(1)
-        ap = np.where(n_rel > 0, (precision * relevant).sum(1) / np.maximum(n_rel, 1), 0.0)
-        aps.append(ap)
-    return float(np.concatenate(aps).mean())
+    """mAP@topk (``None`` = all) of 0/1 bit matrices (Q, L) and (N, L), ties by ``db_keys``."""
+    code_bits = np.shape(query_bits)[1]
+    return mean_average_precision(
+        np.packbits(np.asarray(query_bits, dtype=bool), axis=1),
+        np.asarray(query_labels),
+        np.packbits(np.asarray(db_bits, dtype=bool), axis=1),
+        np.asarray(db_labels),
+        topk,
+        code_bits,
+        db_ids=db_keys,
+    )
