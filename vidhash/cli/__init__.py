@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     "train-seg": "train_seg",
     "train-hash": "train_hash",
+    "fit-descriptor": "fit_descriptor",
     "benchmark-hashing": "benchmark_hashing",
     "models": "models",
     "serve": "serve",

@@ -43,6 +43,11 @@ def save_checkpoint(
             t = t.to(dtype)
         tensors[name] = t.contiguous()
     header = {**header, "format": FORMAT_VERSION, "dtype": str(dtype or "float32")}
+    descriptor = getattr(model, "descriptor", None)
+    if descriptor is not None:  # its settings travel with its tensors
+        header["descriptor"] = {**header.get("descriptor", {}), **descriptor.config()}
+    else:
+        header.pop("descriptor", None)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(header)})
     return content_hash(path)
@@ -73,6 +78,13 @@ def read_header(path: str | Path) -> dict:
 
 def build_from_header(header: dict) -> torch.nn.Module:
     """An untrained network with the architecture the header describes (random backbone)."""
+    model = _build_net(header)
+    if "descriptor" in header:
+        model.add_descriptor(header["descriptor"]["source"], int(header["descriptor"]["dims"]))
+    return model
+
+
+def _build_net(header: dict) -> torch.nn.Module:
     backbone = get_backbone(header["backbone"]["name"], weights="none")
     head = header.get("head", {})
     if header["arch"] == "psp-seg":

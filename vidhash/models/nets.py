@@ -19,6 +19,7 @@ class scores alone carry too little for classes the segmentation labels do not n
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -26,6 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidhash.models.backbones import Backbone
+from vidhash.models.descriptor import DTYPE as DESCRIPTOR_DTYPE
+from vidhash.models.descriptor import Descriptor
 from vidhash.models.neck import FusionNeck
 from vidhash.models.psp import PSPDecoder, SegmentationHead
 
@@ -104,11 +107,20 @@ class HashHead(nn.Module):
         return r, self.classifier(r)
 
 
+class Embedding(NamedTuple):
+    """What :meth:`HashNet.embed` gives: packed codes and (when the model has one) the
+    unit-length float16 descriptors (:mod:`vidhash.models.descriptor`)."""
+
+    codes: np.ndarray  # (N, ceil(L/8)) uint8
+    descriptors: np.ndarray | None  # (N, dims) float16
+
+
 class HashNet(nn.Module):
-    """Common face of the hashing networks: metadata, head features, and ``encode``."""
+    """Common face of the hashing networks: metadata, head features, ``encode``/``embed``."""
 
     backbone: Backbone
     head: HashHead
+    descriptor: Descriptor | None
 
     def __init__(self) -> None:
         super().__init__()
@@ -116,24 +128,55 @@ class HashNet(nn.Module):
         self.model_name: str = ""
         self.classes: list[str] = []
         self.config: dict = {}
+        self.descriptor = None
 
     @property
     def code_bits(self) -> int:
         return self.head.hash.out_features
 
     @property
+    def descriptor_dims(self) -> int:
+        """Dimensions of the stored descriptor; 0 for a model without one."""
+        return self.descriptor.dims if self.descriptor is not None else 0
+
+    @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def add_descriptor(self, source: str, dims: int) -> Descriptor:
+        """Give the net an (unfitted) descriptor of ``source``: a backbone level or ``fc``."""
+        if source == "fc":
+            width = self.head.fc[3].out_features
+        elif source in self.backbone.levels:
+            width = self.backbone.levels[source]
+        else:
+            raise ValueError(f"descriptor source {source!r}: not fc nor a backbone level")
+        self.descriptor = Descriptor(source, width, dims).to(self.device)
+        return self.descriptor
+
     def head_features(self, images01: torch.Tensor) -> torch.Tensor:
         """The flat vector the hash head reads (subclasses define it)."""
+        return self.features_from_map(self.backbone(images01))
+
+    def features_from_map(self, maps) -> torch.Tensor:
         raise NotImplementedError
 
     def forward(self, images01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.head(self.head_features(images01))
 
+    def _embed_batch(self, images01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(r, descriptors or None) of one batch: one backbone pass serves both."""
+        maps = self.backbone(images01)
+        hidden = self.head.fc(self.features_from_map(maps))
+        r = torch.sigmoid(self.head.hash(hidden))
+        return r, (self.descriptor(maps, hidden) if self.descriptor is not None else None)
+
     def encode(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
-        """uint8 RGB (N,H,W,3) crops -> packed codes uint8 (N, ceil(L/8)); bit 1 where r >= 0.5.
+        """uint8 RGB (N,H,W,3) crops -> packed codes uint8 (N, ceil(L/8)); bit 1 where r >= 0.5."""
+        return self.embed(images, batch_size).codes
+
+    def embed(self, images: np.ndarray, batch_size: int | None = None) -> Embedding:
+        """uint8 RGB (N,H,W,3) crops -> codes and descriptors, from one forward pass.
 
         ``batch_size`` is the forward pass's micro-batch. On CPU the default is 4: the
         stride-2 stages' activations of a batch of 32 (tens of MB per tensor at 112x112)
@@ -148,11 +191,13 @@ class HashNet(nn.Module):
                 f"encode expects uint8 RGB (N,H,W,3), got {images.dtype} {images.shape}"
             )
         n_bytes = math.ceil(self.code_bits / 8)
+        dims = self.descriptor_dims
         if len(images) == 0:
-            return np.zeros((0, n_bytes), np.uint8)
+            empty = np.zeros((0, dims), DESCRIPTOR_DTYPE) if dims else None
+            return Embedding(np.zeros((0, n_bytes), np.uint8), empty)
         was_training = self.training
         self.eval()
-        chunks = []
+        codes, descriptors = [], []
         try:
             with torch.inference_mode():
                 for start in range(0, len(images), batch_size):
@@ -160,11 +205,16 @@ class HashNet(nn.Module):
                         np.ascontiguousarray(images[start : start + batch_size])
                     )
                     x = batch.to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-                    r, _ = self(x)
-                    chunks.append(np.packbits((r >= 0.5).cpu().numpy(), axis=1))
+                    r, desc = self._embed_batch(x)
+                    codes.append(np.packbits((r >= 0.5).cpu().numpy(), axis=1))
+                    if desc is not None:
+                        descriptors.append(desc.cpu().numpy().astype(DESCRIPTOR_DTYPE))
         finally:
             self.train(was_training)
-        return np.concatenate(chunks).astype(np.uint8, copy=False)
+        return Embedding(
+            np.concatenate(codes).astype(np.uint8, copy=False),
+            np.concatenate(descriptors) if descriptors else None,
+        )
 
 
 class _PSPMap(nn.Module):
@@ -281,9 +331,6 @@ class PSPHashNet(HashNet, _PSPMap):
             grid = scores if self.head_input == "scores" else torch.cat([scores, stacked], 1)
         return _pool_flat([grid, *(maps[name] for name in self.levels)], self.pool)
 
-    def head_features(self, images01: torch.Tensor) -> torch.Tensor:
-        return self.features_from_map(self.backbone(images01))
-
     def segment(self, images01: torch.Tensor) -> torch.Tensor:
         """Per-pixel log-probabilities of the PSP's segmentation classes."""
         maps = self.backbone(images01)
@@ -320,6 +367,3 @@ class BaselineHashNet(HashNet):
     def features_from_map(self, maps) -> torch.Tensor:
         grids = [maps[name] for name in self.levels] if self.levels else [maps]
         return _pool_flat(grids, self.pool)
-
-    def head_features(self, images01: torch.Tensor) -> torch.Tensor:
-        return self.features_from_map(self.backbone(images01))
