@@ -4,7 +4,7 @@ Claim (issue 4): padding 48-bit codes to 64 bits makes FAISS's exact search >= 3
 with identical distances. This script measures, in one run and on one machine:
 
 * q/s of FAISS ``IndexBinaryFlat(48)`` (raw 6-byte codes, FAISS defaults) -- the baseline;
-* q/s of ``vidhash.index.search.HammingSearcher`` (codes zero-padded to 8 bytes, counting
+* q/s of ``vidhash.index.flat.HammingSearcher`` (codes zero-padded to 8 bytes, counting
   top-k, exact (distance, id) order) -- what ``Index.search`` runs;
 * their ratio, with one thread and with all threads;
 * bytes of memory per code (FAISS's code size, and the measured RSS growth when adding);
@@ -27,7 +27,8 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from vidhash.index.search import HammingSearcher, Index
+from vidhash.index.flat import HammingSearcher
+from vidhash.index.search import Index
 
 CODE_BITS = 48
 

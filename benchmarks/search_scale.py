@@ -48,7 +48,8 @@ from search import interleaved_qps  # the sibling benchmark's side-by-side timer
 from vidhash.fsutil import keyframe_id
 from vidhash.index import engine
 from vidhash.index.codes import pad_to_64
-from vidhash.index.search import HammingSearcher, Index
+from vidhash.index.flat import HammingSearcher
+from vidhash.index.search import Index
 from vidhash.index.segment import NULLS, assemble, fixed_ids
 
 BITS = 48

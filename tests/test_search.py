@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from test_index_helpers import build_index
 
 from vidhash.index.codes import hamming
-from vidhash.index.search import HammingSearcher, Index
+from vidhash.index.flat import HammingSearcher
+from vidhash.index.search import Index
 
 
 def brute_force(codes: np.ndarray, query: np.ndarray, k: int, allowed=None):

@@ -81,6 +81,7 @@ def flat_answer(root: Path, kid: str, k: int, radius=None, exclude_same_video=Fa
             "video_path": rows["video_path"][i],
             "pts_time": float(rows["pts_time"][i]),
             "distance": int(dist[i]),
+            "score": None,  # a codes-only index: no descriptor to score by
             "image_path": str(root / rows["image_path"][i]) if rows["image_path"][i] else None,
             "concepts": concepts.get(rows["keyframe_id"][i], []),
         }

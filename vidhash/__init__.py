@@ -7,7 +7,7 @@ Data path: ``video/`` (decode, sample) -> ``transforms`` (crop+resize) -> ``mode
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["Index", "__version__"]
 

@@ -129,6 +129,31 @@ def rank_by_distance(
     return order, valid
 
 
+def two_stage_keys(
+    distances: np.ndarray,
+    scores: np.ndarray,
+    candidates: int,
+    exclude: np.ndarray | None = None,
+) -> np.ndarray:
+    """Ranking keys (Q, N) int64 that put items in two-stage search order.
+
+    The first stage is the ``candidates`` best by (distance, place in the database's
+    order), among the items not excluded; they come first, by descending ``scores`` (ties
+    keep their first-stage order). Every other item follows in (distance, place) order, as
+    a codes-only ranking would list it. This is :meth:`vidhash.index.search.Index.search`'s
+    order; feed the keys to :func:`rank_by_distance` as its distances.
+    """
+    nq, n = distances.shape
+    first, valid = rank_by_distance(distances, None, min(candidates, n), exclude)
+    keys = distances.astype(np.int64) + candidates  # after every candidate
+    picked_scores = np.where(valid, np.take_along_axis(scores, first, 1), -np.inf)
+    order = np.argsort(-picked_scores, axis=1, kind="stable")
+    rows = np.repeat(np.arange(nq), first.shape[1]).reshape(first.shape)
+    ranked = np.take_along_axis(first, order, 1)
+    keys[rows, ranked] = np.arange(first.shape[1])[None, :]
+    return keys
+
+
 def average_precision_at_k(relevance: np.ndarray | list, k: int | None = None) -> float:
     """AP@K (DLBHC) of one ranked list of 0/1 relevance; 0 when nothing relevant in the top K.
 

@@ -104,28 +104,45 @@ def frame_pixels(
 
 
 class Index(search.Index):
-    """``vidhash.Index``: exact Hamming search, plus queries encoded by the index's model."""
+    """``vidhash.Index``: exact two-stage search, plus queries embedded by the index's model."""
 
     _net: Any = None
 
-    def encode(self, pixels: np.ndarray, model: str | None = None, device: str = "cpu"):
-        """The code of one preprocessed query (size x size RGB) under the index's model."""
+    def embed(self, pixels: np.ndarray, model: str | None = None, device: str = "cpu"):
+        """The code and descriptor (``Embedding`` of one row) of one preprocessed query
+        (size x size RGB) under the index's model."""
         if self._net is None or model is not None:
             self._net = index_model(self.root, self.meta, model, device)
-        return self._net.encode(pixels[None])[0]
+        return self._net.embed(pixels[None])
+
+    def encode(self, pixels: np.ndarray, model: str | None = None, device: str = "cpu"):
+        """The code of one preprocessed query under the index's model."""
+        return self.embed(pixels, model, device).codes[0]
+
+    def search_pixels(
+        self,
+        pixels: np.ndarray,
+        k: int | None = 10,
+        radius: int | None = None,
+        *,
+        model: str | None = None,
+        device: str = "cpu",
+        **options: Any,
+    ) -> list[search.Hit]:
+        """Keyframes that look like one preprocessed query; ``options`` as
+        :meth:`Index.search` takes them (``rerank``, ``candidates``, ``concept``, ...)."""
+        codes, descriptors = self.embed(pixels, model, device)
+        return self.search(codes, k=k, radius=radius, descriptors=descriptors, **options)[0]
 
     def search_image(
         self,
         image: str | os.PathLike | np.ndarray,
         k: int | None = 10,
         radius: int | None = None,
-        *,
-        model: str | None = None,
-        device: str = "cpu",
+        **options: Any,
     ) -> list[search.Hit]:
-        """Keyframes that look like a picture (a file or RGB pixels), nearest first."""
-        code = self.encode(image_pixels(image), model, device)
-        return self.search(code, k=k, radius=radius)[0]
+        """Keyframes that look like a picture (a file or RGB pixels), best first."""
+        return self.search_pixels(image_pixels(image), k, radius, **options)
 
     def search_frame(
         self,
@@ -135,9 +152,7 @@ class Index(search.Index):
         radius: int | None = None,
         *,
         backend: str = "pyav",
-        model: str | None = None,
-        device: str = "cpu",
+        **options: Any,
     ) -> list[search.Hit]:
         """Keyframes that look like the frame on screen at ``at`` s of ``video``."""
-        code = self.encode(frame_pixels(video, at, backend), model, device)
-        return self.search(code, k=k, radius=radius)[0]
+        return self.search_pixels(frame_pixels(video, at, backend), k, radius, **options)

@@ -43,6 +43,13 @@ def parse_topk(text: str) -> list[int]:
     show_default=True,
     help="Drop keyframes of the query's own video from its results (near-duplicates).",
 )
+@click.option(
+    "--rerank",
+    is_flag=True,
+    help="Rank as two-stage search does (Hamming candidates re-ranked by the stored "
+    "descriptors) instead of the paper's codes-only protocol.",
+)
+@click.option("--candidates", type=click.IntRange(min=1), help="Candidates --rerank re-ranks.")
 @click.option("--name", default="proposed", show_default=True, help="Column label of INDEX.")
 @click.option(
     "--compare-name", default="baseline", show_default=True, help="Column label of --compare."
@@ -55,6 +62,8 @@ def command(
     compare: Path | None,
     queries: Path | None,
     exclude_same_video: bool,
+    rerank: bool,
+    candidates: int | None,
     name: str,
     compare_name: str,
     sheets: int,
@@ -72,7 +81,9 @@ def command(
         concepts.check_comparable(data[name], data[compare_name])
     query_ids = concepts.read_query_list(queries) if queries is not None else None
     runs = {
-        label: concepts.evaluate_concepts(d, ks, query_ids, exclude_same_video)
+        label: concepts.evaluate_concepts(
+            d, ks, query_ids, exclude_same_video, rerank=rerank, candidates=candidates
+        )
         for label, d in data.items()
     }
     written = report.write_report(out_dir, runs, data, n_sheets=sheets)

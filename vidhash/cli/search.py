@@ -1,4 +1,9 @@
-"""`vidhash search INDEX`: exact Hamming top-k for an image, a keyframe, or a video frame.
+"""`vidhash search INDEX`: two-stage top-k for an image, a keyframe, or a video frame.
+
+The codes' exact Hamming candidates are re-ranked by the stored descriptors
+(``vidhash.index.search``); ``--codes-only`` gives the pure Hamming ranking. An index
+built before descriptors existed searches by codes and says once, on stderr, how to
+rebuild it.
 
 A keyframe query needs no model: it opens the index layer's ``Index`` only (the search
 file, numpy), so a one-off call on a large index stays well under a second; image and
@@ -24,6 +29,12 @@ from vidhash.video.stream import backend_names
 @click.option("--at", help="Seconds into --video (its pts clock).")
 @click.option("-k", "--topk", "k", default="10", show_default=True, help="Hits to return.")
 @click.option("--radius", help="Only hits within this Hamming distance.")
+@click.option("--codes-only", is_flag=True, help="Rank by Hamming distance alone (no re-ranking).")
+@click.option(
+    "--candidates",
+    help="Hamming candidates the descriptors re-rank [vidhash.index.search.RERANK_CANDIDATES].",
+)
+@click.option("--concept", help="Only keyframes labelled with this concept.")
 @click.option(
     "--backend",
     type=click.Choice(backend_names()),
@@ -44,6 +55,9 @@ def command(
     at: str | None,
     k: str,
     radius: str | None,
+    codes_only: bool,
+    candidates: str | None,
+    concept: str | None,
     backend: str,
     exclude_same_video: bool,
     model: str | None,
@@ -51,12 +65,13 @@ def command(
     as_json: bool,
     sheet: str | None,
 ) -> None:
-    """Exact Hamming top-k in INDEX, ordered by distance then keyframe id.
+    """Top-k in INDEX: Hamming candidates re-ranked by descriptor similarity.
 
     Give one query: --image PATH, --keyframe ID, or --video PATH --at SECONDS.
     """
     top_k = _number("-k/--topk", k, int, minimum=1)
     max_distance = None if radius is None else _number("--radius", radius, int, minimum=0)
+    pool = None if candidates is None else _number("--candidates", candidates, int, minimum=1)
     seconds = None if at is None else _number("--at", at, float, minimum=0)
     given = [
         name
@@ -82,7 +97,6 @@ def command(
         except KeyError:
             raise InputError(f"keyframe {keyframe_id!r} is not in the index") from None
         row = index.record(keyframe_id)
-        exclude = [{row["video_id"]}] if exclude_same_video else None
         query_pixels = None
         if sheet is not None and row["image_path"]:
             from vidhash.index.sheet import load_rgb
@@ -101,11 +115,24 @@ def command(
         else:
             query_pixels = image_pixels(image)
         index = Index.open(index_dir)
-        code = index.encode(query_pixels, model, device)
-        exclude = None
         query = {"image": image} if image else {"video": video, "at": seconds}
-    hits = index.search(code, k=top_k, radius=max_distance, exclude_video_ids=exclude)[0]
+    options = {"rerank": not codes_only, "candidates": pool, "concept": concept}
+    try:
+        if keyframe_id is not None:
+            hits = index.search_ids([keyframe_id], top_k, max_distance, exclude_same_video,
+                                    **options)[0]  # fmt: skip
+        else:
+            codes, descriptors = index.embed(query_pixels, model, device)
+            code = codes[0]
+            hits = index.search(code, top_k, max_distance, descriptors=descriptors,
+                                **options)[0]  # fmt: skip
+    except KeyError as exc:  # an unknown --concept
+        raise UsageError(str(exc.args[0])) from None
     query["code"] = code.tobytes().hex()
+    if not codes_only and not index.descriptor_dims:
+        from vidhash.index.search import NO_DESCRIPTORS
+
+        click.echo(f"note: {index_dir}: {NO_DESCRIPTORS}", err=True)
 
     if sheet is not None:
         _write_sheet(sheet, query_pixels, hits, query)
@@ -116,9 +143,10 @@ def command(
         click.echo("no hits" + (f" within distance {radius}" if radius is not None else ""))
     for rank, hit in enumerate(hits, 1):
         concepts = f"  [{', '.join(hit.concepts)}]" if hit.concepts else ""
+        score = "" if hit.score is None else f" s={hit.score:.3f}"
         click.echo(
-            f"{rank:3d}  d={hit.distance:<3d} {_clock(hit.pts_time):>10}  {hit.video_path}"
-            f"  {hit.keyframe_id}{concepts}"
+            f"{rank:3d}  d={hit.distance:<3d}{score} {_clock(hit.pts_time):>10}  "
+            f"{hit.video_path}  {hit.keyframe_id}{concepts}"
         )
 
 

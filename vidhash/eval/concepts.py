@@ -9,8 +9,10 @@ Protocol (also written into every report, see ``DEFINITIONS``):
   Hamming distance 0-2 from the query and share its labels, so they would fill the top of
   every list and measure shot continuity rather than semantic retrieval. A still image is a
   one-keyframe video, so for stills only the query itself is removed.
-* **Ranking**: exact Hamming distance, ties broken by keyframe id (the order of
-  ``vidhash.index`` search).
+* **Ranking**: exact Hamming distance, ties broken by keyframe id: the paper's protocol,
+  codes only (``vidhash search --codes-only``). With ``rerank`` (``vidhash evaluate
+  --rerank``) the ranking is two-stage search's: the Hamming top-R candidates (R =
+  ``candidates``) re-ranked by the stored descriptors' cosine, then the rest by Hamming.
 * **Relevance**: a candidate is relevant to a query *for concept c* when it is annotated
   with c. A multi-label query counts once for each of its concepts, judged per concept.
   Unannotated keyframes are never relevant but still occupy ranks, so unlabelled clutter
@@ -50,6 +52,7 @@ class IndexData:
     code_bits: int
     meta: dict
     annotations: pd.DataFrame  # keyframe_id, concept, group
+    descriptors: np.ndarray | None = None  # (N, D) float32 unit vectors, or None
 
     @property
     def model_label(self) -> str:
@@ -78,6 +81,10 @@ def load_index(path: str | Path, require_annotations: bool = True) -> IndexData:
     codes = np.frombuffer(b"".join(keyframes["code"].map(bytes)), dtype=np.uint8)
     codes = codes.reshape(len(keyframes), -1)
     code_bits = int(keyframes["code_bits"].iloc[0])
+    descriptors = None
+    if "descriptor" in keyframes:
+        raw = np.frombuffer(b"".join(keyframes["descriptor"].map(bytes)), dtype="<f2")
+        descriptors = raw.reshape(len(keyframes), -1).astype(np.float32)
     annotations = store.read_table("annotations")
     annotations = annotations[["keyframe_id", "concept", "group"]].drop_duplicates()
     # Labels of keyframes no longer in the index (a video was dropped) cannot be scored.
@@ -87,7 +94,8 @@ def load_index(path: str | Path, require_annotations: bool = True) -> IndexData:
             f"index has no annotations: {path} (add concept labels with "
             "`vidhash annotate INDEX --labels FILE.csv`)"
         )
-    return IndexData(path, keyframes, codes, code_bits, meta, annotations.reset_index(drop=True))
+    annotations = annotations.reset_index(drop=True)
+    return IndexData(path, keyframes, codes, code_bits, meta, annotations, descriptors)
 
 
 def check_comparable(a: IndexData, b: IndexData) -> None:
@@ -150,13 +158,26 @@ def evaluate_concepts(
     exclude_same_video: bool = True,
     block: int | None = None,
     distance: Callable[[np.ndarray], np.ndarray] | None = None,
+    rerank: bool = False,
+    candidates: int | None = None,
 ) -> ConceptEvaluation:
     """Per-concept MAP@K of ``index`` under the protocol in the module docstring.
 
     ``distance(query_rows) -> (Q, N) int`` replaces the Hamming distance of the codes,
     so the same protocol scores anchors that are not codes (e.g. float features ranked
-    by quantised cosine distance, in ``benchmarks/codes.py``).
+    by quantised cosine distance, in ``benchmarks/codes.py``). ``rerank``: two-stage
+    search's ranking (``candidates`` Hamming candidates, default
+    ``vidhash.index.search.RERANK_CANDIDATES``); an index without descriptors is a
+    :class:`UsageError`.
     """
+    if rerank and index.descriptors is None:
+        from vidhash.index.search import NO_DESCRIPTORS
+
+        raise UsageError(f"--rerank: {index.path}: {NO_DESCRIPTORS}")
+    if candidates is None:
+        from vidhash.index.search import RERANK_CANDIDATES
+
+        candidates = RERANK_CANDIDATES
     topks = sorted(set(int(k) for k in topks))
     if not topks or topks[0] <= 0:
         raise UsageError(f"--topk values must be positive integers, got {topks}")
@@ -207,8 +228,13 @@ def evaluate_concepts(
         else:
             exclude = np.zeros_like(dist, dtype=bool)
         exclude[np.arange(len(qr)), qr] = True
+        key = dist
+        if rerank:
+            scores = index.descriptors[qr] @ index.descriptors.T
+            # As search: at least the k asked for are candidates.
+            key = metrics.two_stage_keys(dist, scores, max(candidates, max_k), exclude)
         # The tie rule: the database's order, which is keyframe id order (IndexData is sorted).
-        order, valid = metrics.rank_by_distance(dist, None, max_k, exclude)
+        order, valid = metrics.rank_by_distance(key, None, max_k, exclude)
         rankings[start : start + len(qr)] = np.where(valid, order, -1)
         distances[start : start + len(qr)] = np.where(valid, np.take_along_axis(dist, order, 1), -1)
         ranked_labels = labels[order] & valid[:, :, None]  # (B, K, C)
@@ -242,6 +268,11 @@ def evaluate_concepts(
         "queries": len(query_rows),
         "topk": topks,
         "exclude_same_video": exclude_same_video,
+        "protocol": (
+            f"two-stage: Hamming top-{candidates} re-ranked by descriptor cosine"
+            if rerank
+            else "codes only: Hamming distance, ties by keyframe id (the paper's)"
+        ),
         "model_config": _json_or_none(index.meta.get("model_config")),
         "code_stats": code_stats(index.codes, index.code_bits),
     }

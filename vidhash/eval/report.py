@@ -199,6 +199,7 @@ def write_report(
     header += [
         f"- top-K: {', '.join(map(str, first['topk']))}; same-video keyframes "
         f"{'excluded' if first['exclude_same_video'] else 'included'}",
+        f"- ranking: {first.get('protocol', 'codes only')}",
         "- cells: MAP@K (DLBHC AP@K, mean over the concept's queries); overall = mean over "
         "concepts, equally weighted",
         "",
@@ -342,7 +343,8 @@ def _html(
         "<h1>Concept retrieval evaluation</h1>",
         f"<p class='lede'>{names}: {first['queries']} queries over {first['keyframes']} "
         f"keyframes; MAP@K = mean AP@K over a concept's queries, overall = mean over "
-        f"concepts; same-video keyframes {exclusion}.</p>",
+        f"concepts; same-video keyframes {exclusion}; ranking: "
+        f"{html.escape(str(first.get('protocol', 'codes only')))}.</p>",
         headline_table(tables, runs),
     ]
     for group, table in tables.items():

@@ -9,7 +9,7 @@ Contract: for every query the answer is exactly the flat scan's over the live ro
   (uniform random codes, large radii, filters that leave few rows); those queries, and
   every query on a segment without tables, are scanned flat: numpy for small work (no
   FAISS import for one query in a CLI), FAISS's counting top-k over the memory-mapped codes
-  for large batches (ties come out in row order, as in :class:`search.HammingSearcher`).
+  for large batches (ties come out in row order, as in :class:`vidhash.index.flat.HammingSearcher`).
 * The segments' answers are merged by (distance, keyframe id), comparing the ids' bytes.
 
 ``blocked`` holds, per segment, the video numbers whose rows never count: inputs dropped
@@ -38,16 +38,41 @@ def search(
     queries: np.ndarray,
     k: int | None,
     radius: int | None,
+    allowed: list[np.ndarray] | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per query (distances, segment numbers, rows) in (distance, keyframe id) order.
 
-    ``queries``: (Q, 8W) uint8, padded like the segments' codes.
+    ``queries``: (Q, 8W) uint8, padded like the segments' codes. ``allowed``: per segment,
+    the sorted rows that may answer (a filter, e.g. one concept's keyframes), or None.
     """
     per_segment = [
         search_segment(seg, dead, queries, k, radius)
-        for seg, dead in zip(segments, blocked, strict=True)
+        if allowed is None
+        else search_rows(seg, dead, allowed[s], queries, k, radius)
+        for s, (seg, dead) in enumerate(zip(segments, blocked, strict=True))
     ]
     return merge(per_segment, segments, len(queries), k)
+
+
+def search_rows(
+    seg: Segment,
+    blocked: np.ndarray,
+    rows: np.ndarray,
+    queries: np.ndarray,
+    k: int | None,
+    radius: int | None,
+) -> list[Result]:
+    """Exact answers among some rows of a segment (sorted): a scan of those rows only."""
+    if len(blocked) and len(rows):
+        rows = rows[~np.isin(seg.video[rows], blocked)]
+    if not len(rows):
+        return [(np.zeros(0, np.int32), np.zeros(0, np.int64)) for _ in range(len(queries))]
+    codes = np.asarray(seg.codes[rows])
+    out = []
+    for query in queries.view(np.uint64):
+        d, r = _numpy_flat(codes, query, k, radius, None)
+        out.append((d, rows[r]))
+    return out
 
 
 def search_segment(

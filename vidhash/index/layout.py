@@ -55,6 +55,9 @@ META_SCHEMA = pa.schema(
         pa.field("code_bits", pa.int16(), nullable=False),
         pa.field("vidhash_version", pa.string()),
         pa.field("created", pa.timestamp("ms", tz="UTC")),
+        # Dimensions of the float16 descriptor beside each code; null or 0: codes only (an
+        # index made before descriptors existed, or by a model without one).
+        pa.field("descriptor_dims", pa.int16()),
     ]
 )
 
@@ -90,8 +93,11 @@ ANNOTATIONS_SCHEMA = pa.schema(
 )
 
 
-def keyframes_schema(code_bits: int | None) -> pa.Schema:
-    """The keyframes table; ``code_bits=None`` is extract's table (no code columns)."""
+def keyframes_schema(code_bits: int | None, descriptor_dims: int = 0) -> pa.Schema:
+    """The keyframes table; ``code_bits=None`` is extract's table (no code columns).
+
+    ``descriptor_dims``: an index whose model has a descriptor stores it per keyframe as
+    ``descriptor``, the float16 values' little-endian bytes (``2 * dims`` bytes)."""
     fields = [
         pa.field("keyframe_id", pa.string(), nullable=False),
         pa.field("video_id", pa.string(), nullable=False),
@@ -108,6 +114,8 @@ def keyframes_schema(code_bits: int | None) -> pa.Schema:
             pa.field("code_bits", pa.int16(), nullable=False),
             pa.field("model_id", pa.string(), nullable=False),
         ]
+        if descriptor_dims:
+            fields.append(pa.field("descriptor", pa.binary(2 * descriptor_dims), nullable=False))
     return pa.schema([*fields, pa.field("image_path", pa.string())])
 
 

@@ -53,3 +53,8 @@ def parts(directory: Path) -> dict[str, Path]:
         for p in directory.iterdir()
         if p.name.startswith(PART_PREFIX) and p.suffix == ".parquet"
     }
+
+
+def descriptor_dims(meta: dict | None) -> int:
+    """The descriptor's dimensions an index's meta records (0: none, codes only)."""
+    return int((meta or {}).get("descriptor_dims") or 0)

@@ -12,11 +12,15 @@ a flat scan of every code gives (:mod:`vidhash.index.engine`: multi-index hashin
 pays, flat scans elsewhere; ``tests/test_search.py`` and ``tests/test_search_engine.py``
 check it against brute force on code sets full of ties).
 
-:class:`HammingSearcher` is the in-memory flat engine: FAISS ``IndexBinaryFlat`` over codes
-padded to 64 bits with counting top-k (``use_heap = False``), which keeps, for each
-distance, the lowest row numbers of its in-order scan: the k best by (distance, row)
-exactly, whatever the thread count. ``vidhash serve`` uses it per concept, and the
-benchmarks compare against it.
+**Two stages.** When the index stores descriptors (a model with one built it) and the
+query has its own (``descriptors=``: what the model's ``embed`` gives, or the stored one
+of a keyframe query), the codes' exact top ``candidates`` (default
+:data:`RERANK_CANDIDATES`; or every code within ``radius``) are re-ranked by descriptor
+similarity (the dot product of unit vectors: cosine), ties kept in (distance, keyframe
+id) order, and the best ``k`` returned. Each hit carries its Hamming ``distance`` and its
+``score`` (the cosine; None without descriptors). ``rerank=False`` gives the pure Hamming
+ranking. The candidate count was chosen with ``benchmarks/descriptor.py``
+(docs/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -33,8 +37,14 @@ from vidhash.index import engine
 from vidhash.index.codes import as_code_array, pad_to_64
 from vidhash.index.searchfile import Concepts, SearchView, open_view
 
-# FAISS's counting top-k holds (queries x (bits+1) x k) int64 ids; keep a batch under this.
-_MC_BUDGET_BYTES = 64 << 20
+# Hamming candidates a two-stage search re-ranks (benchmarks/descriptor.py).
+RERANK_CANDIDATES = 100
+NO_DESCRIPTORS = (
+    "this index stores no descriptors (built before vidhash 0.2, or by a model without "
+    "one): results are by codes only; rebuild it with `vidhash index ... --reindex` for "
+    "two-stage search"
+)
+Answer = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
 
 
 @dataclass
@@ -46,92 +56,12 @@ class Hit:
     video_path: str
     pts_time: float
     distance: int
+    score: float | None = None  # descriptor cosine with the query (None: codes only)
     image_path: str | None = None
     concepts: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-class HammingSearcher:
-    """Exact top-k Hamming search over packed codes; row numbers in, row numbers out."""
-
-    def __init__(self, codes: np.ndarray) -> None:
-        import faiss
-
-        codes = as_code_array(codes)
-        self.nbytes = codes.shape[1]
-        padded = pad_to_64(codes)
-        self._faiss = faiss.IndexBinaryFlat(padded.shape[1] * 8)
-        self._faiss.use_heap = False  # counting top-k: ties come out in row order
-        if len(padded):
-            self._faiss.add(padded)
-
-    def __len__(self) -> int:
-        return int(self._faiss.ntotal)
-
-    def search(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k by (distance, row): (Q, k) int32 distances and int64 rows, -1 past the end.
-
-        ``allowed`` is an optional boolean mask over rows; excluded rows are skipped inside
-        FAISS (an ``IDSelectorBitmap``), so exclusion costs no over-fetching.
-        """
-        queries = pad_to_64(as_code_array(queries, self.nbytes))
-        n_queries = len(queries)
-        distances = np.full((n_queries, k), np.iinfo(np.int32).max, dtype=np.int32)
-        rows = np.full((n_queries, k), -1, dtype=np.int64)
-        if k <= 0 or n_queries == 0 or len(self) == 0:
-            return distances, rows
-        import faiss
-
-        params = None
-        if allowed is not None:
-            if not allowed.any():
-                return distances, rows
-            bitmap = np.packbits(allowed.astype(bool), bitorder="little")
-            selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bitmap))
-            params = faiss.SearchParameters(sel=selector)
-        k_faiss = min(k, len(self))
-        buckets = queries.shape[1] * 8 + 1
-        batch = max(1, _MC_BUDGET_BYTES // (buckets * k_faiss * 8))
-        for start in range(0, n_queries, batch):
-            chunk = queries[start : start + batch]
-            d, i = self._faiss.search(chunk, k_faiss, params=params)
-            distances[start : start + batch, :k_faiss] = d
-            rows[start : start + batch, :k_faiss] = i
-        # Already in (distance, row) order; sort anyway so the contract never rests on it.
-        order = np.lexsort((rows, distances), axis=-1)
-        distances = np.take_along_axis(distances, order, axis=-1)
-        rows = np.take_along_axis(rows, order, axis=-1)
-        missing = rows < 0
-        rows[missing] = -1
-        distances[missing] = np.iinfo(np.int32).max
-        if params is not None:
-            del selector, bitmap  # FAISS reads both through raw pointers: alive until here
-        return distances, rows
-
-    def range(
-        self, queries: np.ndarray, radius: int, allowed: np.ndarray | None = None
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Every row within ``radius`` (inclusive) of each query, in (distance, row) order."""
-        queries = pad_to_64(as_code_array(queries, self.nbytes))
-        if len(self) == 0:
-            empty = (np.zeros(0, np.int32), np.zeros(0, np.int64))
-            return [empty for _ in range(len(queries))]
-        lims, dist, rows = self._faiss.range_search(queries, int(radius) + 1)
-        out = []
-        for q in range(len(queries)):
-            d = dist[lims[q] : lims[q + 1]].astype(np.int32)
-            r = rows[lims[q] : lims[q + 1]].astype(np.int64)
-            keep = d <= radius
-            if allowed is not None:
-                keep &= allowed[r]
-            d, r = d[keep], r[keep]
-            order = np.lexsort((r, d))
-            out.append((d[order], r[order]))
-        return out
 
 
 class Index:
@@ -151,6 +81,9 @@ class Index:
         self._segments = view.segments
         self._dead = view.dead
         self._concepts = view.concepts
+        dims = {seg.descriptor_dims for seg in self._segments}
+        self.descriptor_dims = dims.pop() if len(dims) == 1 else 0
+        self._concept_rows: dict[str, list[np.ndarray]] = {}
         live = [
             len(seg) - int(seg.arrays["video_rows"][dead].sum())
             for seg, dead in zip(self._segments, self._dead, strict=True)
@@ -272,16 +205,31 @@ class Index:
         k: int | None = 10,
         radius: int | None = None,
         exclude_video_ids: Iterable[str] | Sequence[Iterable[str] | None] | None = None,
+        *,
+        descriptors: np.ndarray | None = None,
+        rerank: bool = True,
+        candidates: int | None = None,
+        concept: str | None = None,
     ) -> list[list[Hit]]:
-        """Exact Hamming top-k for one code (nbytes,) or a batch (Q, nbytes).
+        """Top-k for one code (nbytes,) or a batch (Q, nbytes): a list of hits per query.
 
-        Ordered by distance, then keyframe id. ``radius`` keeps hits at distance <= R
-        (with ``k=None``: every hit within R). ``exclude_video_ids`` is one set of video
-        ids for all queries, or a sequence with one set (or None) per query.
+        Codes only: ordered by distance, then keyframe id; ``radius`` keeps hits at
+        distance <= R (with ``k=None``: every hit within R). With the queries'
+        ``descriptors`` (Q, D) on an index that stores them, and ``rerank``, the two-stage
+        order of the module docstring. ``exclude_video_ids`` is one set of video ids for
+        all queries, or a sequence with one set (or None) per query; ``concept`` keeps
+        only keyframes labelled with it (KeyError for a concept the index does not have).
         """
+        answers = self._search(
+            codes, k, radius, exclude_video_ids, descriptors=descriptors, rerank=rerank,
+            candidates=candidates, concept=concept,
+        )  # fmt: skip
         return [
-            [self._hit(int(d), int(s), int(r)) for d, s, r in zip(*answer, strict=True)]
-            for answer in self._search(codes, k, radius, exclude_video_ids)
+            [
+                self._hit(int(d), int(s), int(r), None if sc is None else float(sc[i]))
+                for i, (d, s, r) in enumerate(zip(d_, s_, r_, strict=True))
+            ]
+            for d_, s_, r_, sc in answers
         ]
 
     def search_arrays(
@@ -290,9 +238,11 @@ class Index:
         k: int | None = 10,
         radius: int | None = None,
         exclude_video_ids: Iterable[str] | Sequence[Iterable[str] | None] | None = None,
+        **two_stage: Any,
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Like :meth:`search` but returns per-query arrays of distances and row numbers."""
-        answers = self._search(codes, k, radius, exclude_video_ids)
+        """Like :meth:`search` (same keywords) but returns per-query arrays of distances and
+        row numbers (the rows of :attr:`keyframes`)."""
+        answers = self._search(codes, k, radius, exclude_video_ids, **two_stage)
         segs = np.concatenate([a[1] for a in answers]) if answers else np.zeros(0, np.int64)
         local = np.concatenate([a[2] for a in answers]) if answers else np.zeros(0, np.int64)
         rows = np.zeros(len(local), np.int64)
@@ -311,18 +261,39 @@ class Index:
         k: int | None = 10,
         radius: int | None = None,
         exclude_same_video: bool = False,
+        *,
+        rerank: bool = True,
+        candidates: int | None = None,
+        concept: str | None = None,
     ) -> list[list[Hit]]:
-        """Query with indexed keyframes; optionally leave out each query's own video."""
+        """Query with indexed keyframes (their stored codes and descriptors); optionally
+        leave out each query's own video."""
         found = [self._find(kid) for kid in keyframe_ids]
         codes = np.stack([self._segments[s].code(r, self._nbytes) for s, r in found])
+        descriptors = None
+        if self.descriptor_dims:
+            descriptors = np.stack([np.asarray(self._segments[s].desc[r]) for s, r in found])
         exclude = None
         if exclude_same_video:
             exclude = [
                 {self._segments[s].video_id(int(self._segments[s].video[r]))} for s, r in found
             ]
-        return self.search(codes, k, radius, exclude)
+        return self.search(
+            codes, k, radius, exclude, descriptors=descriptors, rerank=rerank,
+            candidates=candidates, concept=concept,
+        )  # fmt: skip
 
-    def _search(self, codes, k, radius, exclude) -> list[tuple[np.ndarray, ...]]:
+    def descriptor_of(self, keyframe_id: str) -> np.ndarray | None:
+        """The stored descriptor (float16) of one keyframe; None when the index has none."""
+        if not self.descriptor_dims:
+            return None
+        s, row = self._find(keyframe_id)
+        return np.array(self._segments[s].desc[row])
+
+    def _search(
+        self, codes, k, radius, exclude, *, descriptors=None, rerank=True, candidates=None,
+        concept=None,
+    ) -> list[Answer]:  # fmt: skip
         queries = as_code_array(codes, self.nbytes)
         if k is not None and k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
@@ -330,6 +301,14 @@ class Index:
             raise ValueError("give k, radius, or both")
         if radius is not None and radius < 0:
             raise ValueError(f"radius must be >= 0, got {radius}")
+        query_desc = self._query_descriptors(descriptors, len(queries))
+        two_stage = rerank and query_desc is not None
+        if candidates is not None and candidates < 1:
+            raise ValueError(f"candidates must be >= 1, got {candidates}")
+        first_k = k  # two stages: the top `candidates`, or every code within `radius`
+        if two_stage and k is not None:
+            first_k = None if radius is not None else max(k, candidates or RERANK_CANDIDATES)
+        allowed = self._rows_of_concept(concept) if concept is not None else None
         padded = pad_to_64(queries)
         out: list[Any] = [None] * len(queries)
         for excluded, query_rows in self._exclusion_groups(exclude, len(queries)).items():
@@ -337,10 +316,46 @@ class Index:
                 np.union1d(dead, seg.video_numbers(excluded)) if excluded else dead
                 for seg, dead in zip(self._segments, self._dead, strict=True)
             ]
-            answers = engine.search(self._segments, blocked, padded[query_rows], k, radius)
-            for q, answer in zip(query_rows, answers, strict=True):
-                out[q] = answer
+            answers = engine.search(
+                self._segments, blocked, padded[query_rows], first_k, radius, allowed
+            )
+            for q, (d, segs, rows) in zip(query_rows, answers, strict=True):
+                if query_desc is None:
+                    out[q] = (d, segs, rows, None)
+                    continue
+                scores = self._descriptors(segs, rows) @ query_desc[q]
+                order = np.argsort(-scores, kind="stable") if two_stage else slice(None)
+                out[q] = tuple(a[order][:k] for a in (d, segs, rows, scores))
         return out
+
+    def _query_descriptors(self, descriptors, n_queries: int) -> np.ndarray | None:
+        """(Q, D) float32, or None when either side has no descriptors."""
+        if descriptors is None or not self.descriptor_dims:
+            return None
+        desc = np.asarray(descriptors, np.float32)
+        desc = desc[None] if desc.ndim == 1 else desc
+        if desc.shape != (n_queries, self.descriptor_dims):
+            raise ValueError(
+                f"descriptors must be ({n_queries}, {self.descriptor_dims}), got {desc.shape}"
+            )
+        return desc
+
+    def _descriptors(self, segs: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Stored descriptors of (segment, row) pairs as float32."""
+        out = np.zeros((len(rows), self.descriptor_dims), np.float32)
+        for s in np.unique(segs).tolist():
+            at = segs == s
+            out[at] = np.asarray(self._segments[s].desc[rows[at]], np.float32)
+        return out
+
+    def _rows_of_concept(self, concept: str) -> list[np.ndarray]:
+        """Per segment, the sorted rows labelled ``concept`` (cached per index)."""
+        if concept not in self._concept_rows:
+            if self._concepts is None or concept not in self._concepts.names:
+                raise KeyError(f"no keyframe of this index is labelled {concept!r}")
+            ids = self._concepts.ids_of(concept)
+            self._concept_rows[concept] = [seg.rows_of(ids) for seg in self._segments]
+        return self._concept_rows[concept]
 
     def _exclusion_groups(self, exclude, n_queries: int) -> dict[frozenset, list[int]]:
         """Group queries by their exclusion set: one pass per distinct set."""
@@ -362,7 +377,7 @@ class Index:
             groups.setdefault(key, []).append(q)
         return groups
 
-    def _hit(self, distance: int, s: int, row: int) -> Hit:
+    def _hit(self, distance: int, s: int, row: int, score: float | None = None) -> Hit:
         seg = self._segments[s]
         vno = int(seg.video[row])
         kid = seg.keyframe_id(row)
@@ -373,6 +388,7 @@ class Index:
             video_path=seg.video_path(vno),
             pts_time=float(seg.arrays["pts"][row]),
             distance=distance,
+            score=score,
             image_path=str(self.root / image) if image else None,
             concepts=self.concepts_of(kid),
         )

@@ -50,7 +50,14 @@ import numpy as np
 
 from vidhash.errors import IndexMissingError
 from vidhash.index.arrayfile import DamagedFile, bsearch, read_arrays
-from vidhash.index.paths import ANNOTATIONS_FILE, META_FILE, PART_PREFIX, SEARCH_DIR, is_index
+from vidhash.index.paths import (
+    ANNOTATIONS_FILE,
+    META_FILE,
+    PART_PREFIX,
+    SEARCH_DIR,
+    descriptor_dims,
+    is_index,
+)
 from vidhash.index.segment import Segment, fixed_ids
 
 log = logging.getLogger("vidhash.index")
@@ -181,6 +188,12 @@ class Concepts:
     def arrays(self) -> dict[str, np.ndarray]:
         return {"ids": self.ids, "offsets": self.offsets, "values": self.values}
 
+    def ids_of(self, concept: str) -> np.ndarray:
+        """The sorted keyframe ids (bytes) labelled ``concept``."""
+        number = self.names.index(concept)
+        owners = np.repeat(np.arange(len(self.ids)), np.diff(np.asarray(self.offsets)))
+        return np.asarray(self.ids)[owners[np.asarray(self.values) == number]]
+
     def of(self, keyframe_id: str) -> list[str]:
         key = keyframe_id.encode("utf-8", "surrogateescape")
         if not len(self.ids) or len(key) > self.ids.dtype.itemsize:
@@ -211,8 +224,8 @@ class SearchView:
         """The files ``manifest`` names, memory-mapped or (``access="read"``) read as
         searches ask (:func:`vidhash.index.arrayfile.read_arrays`)."""
         folder = root / SEARCH_DIR
-        bits = int(manifest.meta["code_bits"])
-        segments = [Segment.load(folder / s["file"], bits, access) for s in manifest.segments]
+        bits, dims = int(manifest.meta["code_bits"]), descriptor_dims(manifest.meta)
+        segments = [Segment.load(folder / s["file"], bits, access, dims) for s in manifest.segments]
         dead = [np.array(sorted(s.get("dead", [])), np.int32) for s in manifest.segments]
         concepts = None
         if manifest.concepts:

@@ -45,7 +45,7 @@ from vidhash.index.layout import (
     read_parquet,
     read_parts,
 )
-from vidhash.index.paths import ANNOTATIONS_FILE, SEARCH_DIR
+from vidhash.index.paths import ANNOTATIONS_FILE, SEARCH_DIR, descriptor_dims
 from vidhash.index.searchfile import (
     MANIFEST,
     Concepts,
@@ -115,7 +115,8 @@ class SearchWriter:
             self.generation = manifest.generation
             try:
                 self.pieces = [
-                    Piece(s["file"], segment.Segment.load(self.folder / s["file"], _bits(meta)),
+                    Piece(s["file"], segment.Segment.load(self.folder / s["file"], _bits(meta),
+                                                          descriptor_dims=descriptor_dims(meta)),
                           set(s.get("dead", [])))
                     for s in manifest.segments
                 ]  # fmt: skip
@@ -186,15 +187,16 @@ class SearchWriter:
                 del self.live[path]
             if want is not None and path not in self.live:
                 additions.append((path, want))
-        self._add(additions, fresh, _bits(meta))
+        self._add(additions, fresh, meta)
         if whole and len(self.pieces) > 1:
             self.pieces = [self._merge(self.pieces, _bits(meta))]
         self._compact(_bits(meta))
         self._refresh_concepts()
         self._write_manifest(meta)
 
-    def _add(self, additions, fresh: dict[Path, pa.Table], bits: int) -> None:
-        schema = keyframes_schema(bits)
+    def _add(self, additions, fresh: dict[Path, pa.Table], meta: dict) -> None:
+        bits = _bits(meta)
+        schema = keyframes_schema(bits, descriptor_dims(meta))
         batch: list[pa.Table] = []
         parts: dict[str, Fingerprint] = {}
         for path, fp in additions:
@@ -224,7 +226,9 @@ class SearchWriter:
         name = f"seg-{self.generation + 1:010d}-{self._new}.bin"
         self._new += 1
         seg.save(self.folder / name)
-        return Piece(name, segment.Segment.load(self.folder / name, seg.code_bits), set())
+        loaded = segment.Segment.load(self.folder / name, seg.code_bits,
+                                      descriptor_dims=seg.descriptor_dims)  # fmt: skip
+        return Piece(name, loaded, set())
 
     def _outdated(self, piece: Piece) -> bool:
         """More dead rows than live ones, or MIH tables other than its size calls for."""

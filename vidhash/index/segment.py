@@ -13,6 +13,8 @@ file)::
     frame_index  (n,)    int64   \\
     width/height (n,)    int32    } null is the type's minimum
     rotation     (n,)    int16   /
+    desc         (n, D)  float16 the keyframe's descriptor, unit length (only when the
+                                 index's model has one: docs/SCHEMA.md)
     image        (n,)    uint8   0 no image, 1 images/<id[:16]>/<id>.jpg, 2 another path:
     image_rows, image_paths_*    the rows with flag 2 and their paths
     video_path_*, video_id_*     per input: its path and content hash (offsets + UTF-8 bytes)
@@ -39,6 +41,12 @@ from vidhash.index.paths import image_relpath
 MIH_MIN_ROWS = 100_000
 NULLS = {"frame_index": np.int64, "width": np.int32, "height": np.int32, "rotation": np.int16}
 ROW_ARRAYS = ("codes", "ids", "video", "pts", *NULLS, "image")
+OPTIONAL_ROW_ARRAYS = ("desc",)
+
+
+def row_arrays(arrays: dict) -> tuple[str, ...]:
+    """The per-row arrays a segment (or a segment being built) holds."""
+    return ROW_ARRAYS + tuple(name for name in OPTIONAL_ROW_ARRAYS if name in arrays)
 
 
 def words(code_bits: int) -> int:
@@ -80,17 +88,27 @@ class Segment:
         self.codes = self.arrays["codes"].view(np.uint64)
         self.ids = self.arrays["ids"]
         self.video = self.arrays["video"]
+        self.desc = self.arrays.get("desc")  # (n, D) float16, or None: codes only
         self.tables = mih.Tables.from_arrays(self.arrays)
 
     # ------------------------------------------------------------------ files
 
     @classmethod
-    def load(cls, path: Path, code_bits: int, access: str = "map") -> Segment:
+    def load(
+        cls, path: Path, code_bits: int, access: str = "map", descriptor_dims: int = 0
+    ) -> Segment:
         """The segment in ``path``: memory-mapped, or (``access="read"``) read as indexed."""
         info, arrays = read_arrays(path, access)
         if info.get("code_bits") != code_bits or arrays["codes"].shape[1] != 8 * words(code_bits):
             raise ValueError(f"{path}: holds {info.get('code_bits')}-bit codes, not {code_bits}")
+        dims = arrays["desc"].shape[1] if "desc" in arrays else 0
+        if dims != descriptor_dims:
+            raise ValueError(f"{path}: holds {dims}-d descriptors, not {descriptor_dims}")
         return cls(code_bits, arrays, path.name)
+
+    @property
+    def descriptor_dims(self) -> int:
+        return 0 if self.desc is None else int(self.desc.shape[1])
 
     def save(self, path: Path) -> int:
         """Write this segment to ``path`` (atomically); returns the bytes written."""
@@ -136,6 +154,16 @@ class Segment:
             return -1
         row = bsearch(self.ids, key)
         return row if row < len(self) and bytes(self.ids[row]) == key else -1
+
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """Sorted rows of the keyframe ids (bytes) this segment holds; others are skipped."""
+        mine = np.asarray(self.ids)
+        if not len(mine) or not len(ids):
+            return np.zeros(0, np.int64)
+        width = max(mine.dtype.itemsize, np.asarray(ids).dtype.itemsize)
+        mine, wanted = mine.astype(f"S{width}"), np.asarray(ids).astype(f"S{width}")
+        at = np.minimum(np.searchsorted(mine, wanted), len(mine) - 1)
+        return np.unique(at[mine[at] == wanted]).astype(np.int64)
 
     def image_path(self, row: int) -> str | None:
         flag = int(self.arrays["image"][row])
@@ -208,7 +236,7 @@ def assemble(
     keyframe id here (a stable sort: runs that are already sorted merge in linear time).
     """
     order = np.argsort(rows["ids"], kind="stable")
-    arrays = {name: rows[name][order] for name in ROW_ARRAYS}
+    arrays = {name: rows[name][order] for name in row_arrays(rows)}
     new_row = np.empty(len(order), np.int64)
     new_row[order] = np.arange(len(order))
     moved = sorted((int(new_row[r]), p) for r, p in other_images.items())
@@ -269,15 +297,31 @@ def from_arrow(table, code_bits: int, parts: dict[str, tuple[int, int, int]]) ->
     standard = pc.fill_null(pc.equal(image, expected), False).to_numpy(zero_copy_only=False)
     present = image.is_valid().to_numpy(zero_copy_only=False)
     rows["image"] = np.where(standard, 1, np.where(present, 2, 0)).astype(np.uint8)
+    if "descriptor" in table.column_names:
+        rows["desc"] = descriptors_from_arrow(table.column("descriptor"))
     odd = np.flatnonzero(rows["image"] == 2)
     other = dict(zip(odd.tolist(), image.take(pa.array(odd)).to_pylist(), strict=True))
     video_parts = np.array([parts[p] for p in paths], np.int64).reshape(len(paths), 2)
     return assemble(code_bits, rows, other, paths, ids_of_video, video_parts)
 
 
+def descriptors_from_arrow(column) -> np.ndarray:
+    """A ``descriptor`` column (fixed-size binary of float16 bytes) as (n, D) float16."""
+    import pyarrow as pa
+
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks else pa.array([], column.type)
+    width = column.type.byte_width
+    data = np.frombuffer(column.buffers()[1], np.uint8)[
+        column.offset * width : (column.offset + len(column)) * width
+    ]
+    return data.view("<f2").reshape(len(column), width // 2).astype(np.float16)
+
+
 def merge(pieces: list[tuple[Segment, np.ndarray]], code_bits: int) -> Segment:
     """One segment of the live rows of several (segment, dead video numbers) pieces."""
-    rows: dict[str, list[np.ndarray]] = {name: [] for name in ROW_ARRAYS}
+    names = row_arrays(pieces[0][0].arrays) if pieces else ROW_ARRAYS
+    rows: dict[str, list[np.ndarray]] = {name: [] for name in names}
     other: dict[int, str] = {}
     paths: list[str] = []
     ids: list[str] = []
@@ -288,7 +332,7 @@ def merge(pieces: list[tuple[Segment, np.ndarray]], code_bits: int) -> Segment:
         keep_video[np.asarray(dead, np.int64)] = False
         renumber = np.cumsum(keep_video) - 1 + len(paths)
         live = np.flatnonzero(keep_video[seg.video])
-        for name in ROW_ARRAYS:
+        for name in names:
             rows[name].append(np.asarray(seg.arrays[name][live]))
         rows["video"][-1] = renumber[seg.video[live]].astype(np.int32)
         odd = np.flatnonzero(seg.arrays["image"][live] == 2)

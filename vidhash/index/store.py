@@ -43,6 +43,7 @@ from vidhash.index.layout import (
     write_parquet,
 )
 from vidhash.index.parts import PartStore
+from vidhash.index.paths import descriptor_dims
 from vidhash.index.searchwriter import SearchWriter, enabled
 
 
@@ -152,6 +153,7 @@ class IndexStore(PartStore):
             "code_bits": int(model_meta["code_bits"]),
             "vidhash_version": model_meta.get("vidhash_version"),
             "created": dt.datetime.now(dt.UTC),
+            "descriptor_dims": int(model_meta.get("descriptor_dims") or 0),
         }
         meta = pa.Table.from_pylist([row], schema=META_SCHEMA)
         write_parquet(meta, self.root / "meta" / "meta.parquet")
@@ -202,7 +204,7 @@ class IndexStore(PartStore):
         return {"code_bits": self.code_bits, "model_id": self.meta["model_id"]}
 
     def _keyframes_schema(self) -> pa.Schema:
-        return keyframes_schema(self.code_bits)
+        return keyframes_schema(self.code_bits, descriptor_dims(self.meta))
 
     def commit(self, video_row: dict, keyframes: list[dict] | pa.Table | None = None) -> str:
         """Commit one input (see :meth:`PartStore.commit`); content already indexed under a

@@ -34,6 +34,7 @@ class Frame:
     image: np.ndarray | None = None
     jpeg: bytes | None = None
     code: bytes | None = None
+    descriptor: bytes | None = None  # float16, little-endian (a model with a descriptor)
 
 
 @dataclass

@@ -37,7 +37,7 @@ def _rows(record: dict[str, Any], options: IngestOptions, pixels: bool) -> Itera
 
 
 class _EncodeActor:
-    """Holds the model once per actor; turns image batches into packed codes."""
+    """Holds the model once per actor; turns image batches into codes and descriptors."""
 
     def __init__(self, model: str, device: str) -> None:
         from vidhash.models import load_model
@@ -47,10 +47,15 @@ class _EncodeActor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         frames = ~batch["end"].astype(bool)
         codes = np.zeros((len(frames), (self.model.code_bits + 7) // 8), np.uint8)
+        descriptors = np.zeros((len(frames), self.model.descriptor_dims), "<f2")
         if frames.any():
-            codes[frames] = self.model.encode(np.stack(batch["image"][frames]))
+            embedded = self.model.embed(np.stack(batch["image"][frames]))
+            codes[frames] = embedded.codes
+            if embedded.descriptors is not None:
+                descriptors[frames] = embedded.descriptors
         out = {k: v for k, v in batch.items() if k != "image"}
         out["code"] = codes
+        out["descriptor"] = descriptors
         return out
 
 
@@ -104,4 +109,6 @@ class RayDistributor:
                 event = pickle.loads(data)
                 if encode and isinstance(event, Frame):
                     event.code = np.asarray(batch["code"][i], np.uint8).tobytes()
+                    if batch["descriptor"].shape[1]:
+                        event.descriptor = np.asarray(batch["descriptor"][i], "<f2").tobytes()
                 yield event

@@ -231,9 +231,11 @@ def run(
     def flush() -> None:
         if not batch:
             return
-        codes = encoder.encode(np.stack([image for _, _, image in batch]))
-        for (state, row, _), code in zip(batch, codes, strict=True):
-            row["code"] = code.tobytes()
+        codes, descriptors = encoder.embed(np.stack([image for _, _, image in batch]))
+        for i, (state, row, _) in enumerate(batch):
+            row["code"] = codes[i].tobytes()
+            if descriptors is not None:
+                row["descriptor"] = descriptors[i].astype("<f2").tobytes()
             state.waiting -= 1
         states = {id(state): state for state, _, _ in batch}
         batch.clear()
@@ -255,6 +257,8 @@ def run(
             state.rows.append(row)
             if event.code is not None or encoder is None:
                 row["code"] = event.code
+                if event.descriptor is not None:
+                    row["descriptor"] = event.descriptor
                 continue
             state.waiting += 1
             batch.append((state, row, event.image))

@@ -25,12 +25,14 @@ from vidhash.index.store import IndexStore
 
 
 class Encoder(Protocol):
-    """What a run needs of a model: packed codes for a batch of size x size RGB frames."""
+    """What a run needs of a model: packed codes and descriptors (``embed``, see
+    :class:`vidhash.models.nets.Embedding`) for a batch of size x size RGB frames."""
 
     model_id: str
     code_bits: int
+    descriptor_dims: int
 
-    def encode(self, images: np.ndarray) -> np.ndarray: ...
+    def embed(self, images: np.ndarray): ...
 
 
 class Sink(Protocol):
@@ -92,5 +94,6 @@ def model_meta(encoder: Encoder, source: str | None = None) -> dict[str, Any]:
         "model_name": name,
         "model_config": json.dumps(config, sort_keys=True, default=str),
         "code_bits": int(encoder.code_bits),
+        "descriptor_dims": int(getattr(encoder, "descriptor_dims", 0) or 0),
         "vidhash_version": __version__,
     }
