@@ -1,8 +1,11 @@
 """`vidhash serve`: the real server, started by the CLI on 127.0.0.1 with an ephemeral port,
 against a small index made here by the real `vidhash index` (shipped default model) and
 `vidhash annotate`. Every endpoint, every refusal (status, one-line JSON reason), and that
-the server keeps serving after each. The page itself is driven in test_serve_browser.py,
-which reuses :func:`served_index` and :func:`serve` from here.
+the server keeps serving after each. Every search answer equals ``Index.search`` /
+``Index.search_ids`` for the same query (ids, distances, scores), two-stage on an index
+made by a model with a descriptor (:func:`served_descriptor_index`), codes-only with a
+note on one without. The page itself is driven in test_serve_browser.py, which reuses
+:func:`served_index`, :func:`served_descriptor_index` and :func:`serve` from here.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import pytest
 from indexes import read_keyframes, run_vidhash, vidhash_argv
 from PIL import Image
 
-from vidhash.index.search import Index
+from vidhash.index.search import NO_DESCRIPTORS, Hit, Index
 from vidhash.index.store import IndexStore
 
 LABELS = "concept,group,video\ncat,local,cat.jpg\nrocket,global,launch.mp4\n"
@@ -57,8 +60,44 @@ def served_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _BUILT["index"]
 
 
+def served_descriptor_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same inputs and labels, indexed by a model with a descriptor: the shipped default
+    net plus a 16-d descriptor of its hash head's hidden layer (a fixed random projection:
+    the search only needs it to be the model's own), saved as a checkpoint."""
+    if "descriptors" not in _BUILT:
+        import torch
+
+        from vidhash.models import shipped_path
+        from vidhash.models.checkpoint import load_checkpoint, save_checkpoint
+
+        clips = media_of(served_index(tmp_path_factory))
+        root = tmp_path_factory.mktemp("serve-descriptors")
+        net, header = load_checkpoint(shipped_path("default"))
+        descriptor = net.add_descriptor("fc", 16)
+        generator = torch.Generator().manual_seed(0)
+        width = descriptor.mean.shape[0]
+        descriptor.fit(np.zeros(width), torch.randn(width, 16, generator=generator).numpy())
+        checkpoint = root / "described.safetensors"
+        save_checkpoint(net, checkpoint, header)
+        index = root / "index"
+        result = run_vidhash("index", clips, "--out", index, "--every", "1", "--model", checkpoint)
+        assert result.returncode == 0, result.stderr
+        (root / "labels.csv").write_text(LABELS)
+        result = run_vidhash("annotate", index, "--labels", root / "labels.csv")
+        assert result.returncode == 0, result.stderr
+        _BUILT["descriptors"] = index
+    return _BUILT["descriptors"]
+
+
 def media_of(index: Path) -> Path:
-    return index.parent / "media"
+    return _BUILT["media"] if "media" in _BUILT else index.parent / "media"
+
+
+def as_tuples(hits: list[dict] | list[Hit]) -> list[tuple[str, int, float | None]]:
+    """(keyframe id, distance, score) of API hits or library hits, to compare exactly."""
+    if hits and isinstance(hits[0], Hit):
+        return [(h.keyframe_id, h.distance, h.score) for h in hits]
+    return [(h["keyframe_id"], h["distance"], h["score"]) for h in hits]
 
 
 @contextlib.contextmanager
@@ -192,20 +231,22 @@ def test_stats_concepts_and_videos(api: httpx.Client, index_dir: Path) -> None:
 
 def test_keyframe_search_matches_the_library(api: httpx.Client, index_dir: Path) -> None:
     index = Index.open(index_dir)
+    note = None if index.descriptor_dims else NO_DESCRIPTORS
     for kid in index.keyframes["keyframe_id"]:
         result = api.get("/api/search", params={"keyframe": kid, "k": 5}).json()
         hits = result["hits"]
-        expected = index.search_ids([kid], k=5)[0]
-        assert [(h["keyframe_id"], h["distance"]) for h in hits] == [
-            (e.keyframe_id, e.distance) for e in expected
-        ]
+        assert as_tuples(hits) == as_tuples(index.search_ids([kid], k=5)[0])
         assert hits[0]["distance"] == 0  # itself, or a twin with a smaller id
         assert (kid, 0) in [(h["keyframe_id"], h["distance"]) for h in hits]
         assert result["query"]["keyframe_id"] == kid
+        assert result["note"] == note and result["rerank"] is True
+        assert result["two_stage"] is (note is None)
     hit = hits[0]
     assert set(hit) >= {"keyframe_id", "video_path", "video_name", "time", "pts_time"}
-    assert set(hit) >= {"distance", "concepts", "thumbnail_url", "rank"}
+    assert set(hit) >= {"distance", "score", "concepts", "thumbnail_url", "rank"}
     assert hit["time"].count(":") == 2 and hit["time"].endswith(f"{hit['pts_time']:.3f}"[-5:])
+    stats = api.get("/api/stats").json()
+    assert stats["note"] == note and stats["descriptor_dims"] == index.descriptor_dims
 
 
 def test_thumbnail_is_the_recorded_jpeg(api: httpx.Client, index_dir: Path) -> None:
@@ -222,7 +263,8 @@ def test_concept_filter_and_exclusion_are_exact(api: httpx.Client, index_dir: Pa
     rocket = [k for k in frame["keyframe_id"] if "rocket" in index.concepts_of(k)]
     query = frame.loc[frame["video_path"].str.endswith("harbour.mp4"), "keyframe_id"].iloc[1]
     code = index.code_of(query)
-    result = api.get("/api/search", params={"keyframe": query, "k": 2, "concept": "rocket"}).json()
+    params = {"keyframe": query, "k": 2, "concept": "rocket", "rerank": "false"}
+    result = api.get("/api/search", params=params).json()
     expected = sorted((hamming(code, index.code_of(k)), k) for k in rocket)[:2]
     assert [(h["distance"], h["keyframe_id"]) for h in result["hits"]] == expected
     assert all("rocket" in h["concepts"] for h in result["hits"])
@@ -260,6 +302,93 @@ def test_image_upload_finds_itself(api: httpx.Client, index_dir: Path) -> None:
         files={"image": ("cat.jpg", (media_of(index_dir) / "cat.jpg").read_bytes())},
     ).json()
     assert [(h["video_name"], h["distance"]) for h in concept["hits"]] == [("cat.jpg", 0)]
+
+
+@pytest.fixture(scope="module")
+def described(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, httpx.Client]]:
+    """The index with descriptors, served: (its folder, a client)."""
+    index = served_descriptor_index(tmp_path_factory)
+    with serve(index) as base, client(base) as http:
+        yield index, http
+        assert http.get("/api/stats").status_code == 200
+
+
+@pytest.mark.parametrize("concept", [None, "rocket"])
+def test_two_stage_keyframe_search_is_the_library(
+    described: tuple[Path, httpx.Client], concept: str | None
+) -> None:
+    """Every keyframe as the query, re-ranked and by codes only, with and without a
+    concept filter: the API's hits are ``Index.search_ids``'s, scores included."""
+    index_dir, http = described
+    index = Index.open(index_dir)
+    assert index.descriptor_dims == 16
+    reordered = 0
+    for kid in index.keyframes["keyframe_id"]:
+        answers = {}
+        for rerank in (True, False):
+            params = {"keyframe": kid, "k": 6, "rerank": str(rerank).lower()}
+            if concept is not None:
+                params["concept"] = concept
+            result = http.get("/api/search", params=params).json()
+            expected = index.search_ids([kid], k=6, rerank=rerank, concept=concept)[0]
+            assert as_tuples(result["hits"]) == as_tuples(expected)
+            assert result["rerank"] is rerank and result["two_stage"] is rerank
+            assert result["note"] is None and result["concept"] == concept
+            assert all(h["score"] is not None for h in result["hits"])
+            answers[rerank] = result["hits"]
+        by_codes = [(h["distance"], h["keyframe_id"]) for h in answers[False]]
+        assert by_codes == sorted(by_codes)  # codes only: distance, then keyframe id
+        scores = [h["score"] for h in answers[True]]
+        assert scores == sorted(scores, reverse=True)
+        reordered += [h["keyframe_id"] for h in answers[True]] != [
+            h["keyframe_id"] for h in answers[False]
+        ]
+        if concept is None:  # the query finds itself first (ties: a twin, same score)
+            own = next(h for h in answers[True] if h["keyframe_id"] == kid)
+            assert own["distance"] == 0 and own["score"] == answers[True][0]["score"]
+    assert reordered, "the descriptor re-rank never changed an order: the test shows nothing"
+
+
+def test_two_stage_exclusion_is_the_library(described: tuple[Path, httpx.Client]) -> None:
+    index_dir, http = described
+    index = Index.open(index_dir)
+    frame = index.keyframes
+    query = frame.loc[frame["video_path"].str.endswith("launch.mp4"), "keyframe_id"].iloc[0]
+    params = {"keyframe": query, "k": 50, "exclude_same_video": "true"}
+    hits = http.get("/api/search", params=params).json()["hits"]
+    expected = index.search_ids([query], k=50, exclude_same_video=True)[0]
+    assert as_tuples(hits) == as_tuples(expected) and len(hits) == 9 - 3
+    assert all(h["video_name"] != "launch.mp4" for h in hits)
+
+
+@pytest.mark.parametrize(("concept", "rerank"), [(None, True), (None, False), ("rocket", True)])
+def test_two_stage_upload_is_the_library(
+    described: tuple[Path, httpx.Client], concept: str | None, rerank: bool
+) -> None:
+    """An uploaded photo is embedded (code and descriptor) by the index's model: the same
+    answer as ``Index.search`` with the photo's stored code and descriptor."""
+    index_dir, http = described
+    index = Index.open(index_dir)
+    photo = media_of(index_dir) / "cup.png"
+    params = {"k": 5, "rerank": str(rerank).lower(), **({"concept": concept} if concept else {})}
+    response = http.post(
+        "/api/search", params=params, files={"image": ("cup.png", photo.read_bytes())}
+    )
+    assert response.status_code == 200, response.text
+    result = response.json()
+    frame = index.keyframes
+    cup = frame.loc[frame["video_path"].str.endswith("cup.png"), "keyframe_id"].iloc[0]
+    assert result["query"]["code"] == index.code_of(cup).tobytes().hex()
+    expected = index.search(
+        index.code_of(cup), k=5, descriptors=index.descriptor_of(cup), rerank=rerank,
+        concept=concept,
+    )[0]  # fmt: skip
+    got = as_tuples(result["hits"])
+    assert [g[:2] for g in got] == [e[:2] for e in as_tuples(expected)]
+    assert np.allclose([g[2] for g in got], [e.score for e in expected], atol=1e-3)
+    assert result["two_stage"] is rerank and result["note"] is None
+    if concept is None:
+        assert got[0][0] == cup and got[0][1] == 0
 
 
 def test_video_keyframes_strip(api: httpx.Client, index_dir: Path) -> None:
@@ -445,8 +574,15 @@ def test_keyframe_search_needs_no_model(tmp_path: Path) -> None:
     build_index(tmp_path / "idx", n_videos=2, per_video=3)
     kid = read_keyframes(tmp_path / "idx")["keyframe_id"].iloc[0]
     with serve(tmp_path / "idx") as base, client(base) as http:
-        hits = http.get("/api/search", params={"keyframe": kid}).json()["hits"]
+        result = http.get("/api/search", params={"keyframe": kid}).json()
+        hits = result["hits"]
         assert len(hits) == 6 and hits[0]["thumbnail_url"] is None
+        # An index without descriptors answers by codes only, and says so.
+        assert result["note"] == NO_DESCRIPTORS and result["two_stage"] is False
+        assert as_tuples(hits) == as_tuples(Index.open(tmp_path / "idx").search_ids([kid])[0])
+        assert all(h["score"] is None for h in hits)
+        by_codes = http.get("/api/search", params={"keyframe": kid, "rerank": "false"}).json()
+        assert by_codes["hits"] == hits and by_codes["note"] == NO_DESCRIPTORS
         response = http.post("/api/search", files={"image": ("x.png", _png(8, 8))})
         assert_refused(response.status_code, response.json(), 503, "index's model")
         stats = http.get("/api/stats").json()

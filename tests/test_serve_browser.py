@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from indexes import read_keyframes
-from test_serve_api import media_of, serve, served_index
+from test_serve_api import media_of, serve, served_descriptor_index, served_index
 
-from vidhash.index.search import Index
+from vidhash.index.search import NO_DESCRIPTORS, Index
 
 pytestmark = pytest.mark.browser
 
@@ -28,6 +28,13 @@ def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def url(index_dir: Path) -> Iterator[str]:
     with serve(index_dir) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def described_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The index made by a model with a descriptor, served."""
+    with serve(served_descriptor_index(tmp_path_factory)) as base:
         yield base
 
 
@@ -60,6 +67,28 @@ def hit_cards(driver) -> list[tuple[str, int, str]]:
         )
         for c in cards
     ]
+
+
+def scored_cards(driver) -> list[tuple[str, int, str]]:
+    """(keyframe id, distance, score as shown) of every card in the hit grid."""
+    from selenium.webdriver.common.by import By
+
+    cards = driver.find_elements(By.CSS_SELECTOR, '#grid[data-mode="hits"] .card')
+    return [
+        (
+            c.get_attribute("data-keyframe-id"),
+            int(c.get_attribute("data-distance")),
+            c.find_element(By.CSS_SELECTOR, ".score").text,
+        )
+        for c in cards
+    ]
+
+
+def shown_notes(driver) -> list[str]:
+    """The visible lines of the page that carry the codes-only note."""
+    from selenium.webdriver.common.by import By
+
+    return [e.text for e in driver.find_elements(By.CSS_SELECTOR, "p") if e.is_displayed()]
 
 
 def unique_keyframe(index_dir: Path, video: str) -> str:
@@ -111,6 +140,39 @@ def test_click_a_keyframe_then_a_hit(browser, url: str, index_dir: Path, tmp_pat
     )
     assert hits[0] == (second, 0, "harbour.mp4")
     assert "harbour.mp4" in browser.find_element(By.ID, "strip-title").text
+    # An index without descriptors says so, once; with them, nothing is said.
+    no_descriptors = Index.open(index_dir).descriptor_dims == 0
+    assert shown_notes(browser).count(NO_DESCRIPTORS) == int(no_descriptors)
+    assert not browser.find_elements(By.CSS_SELECTOR, "#grid .score") or not no_descriptors
+
+
+def test_scores_and_codes_only(
+    browser, described_url: str, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """On an index with descriptors each hit shows its score beside its distance, in
+    the two-stage order; "codes only" gives the Hamming order, and goes in the address."""
+    from selenium.webdriver.common.by import By
+
+    index = Index.open(served_descriptor_index(tmp_path_factory))
+
+    def expected(query: str, rerank: bool) -> list[tuple[str, int, str]]:
+        hits = index.search_ids([query], k=20, rerank=rerank)[0]
+        return [(h.keyframe_id, h.distance, f"{h.score:.3f}") for h in hits]
+
+    # a query whose two orders differ, else the switch below would show nothing
+    query = next(
+        kid for kid in index.keyframes["keyframe_id"] if expected(kid, True) != expected(kid, False)
+    )
+    two_stage, by_codes = expected(query, True), expected(query, False)
+    browser.get(f"{described_url}/#keyframe={query}")
+    assert wait_for(lambda: scored_cards(browser) == two_stage, "scored hits")
+    assert NO_DESCRIPTORS not in shown_notes(browser)
+    assert "re-ranked by descriptor" in browser.find_element(By.ID, "status").text
+    browser.find_element(By.ID, "codes-only").click()
+    assert wait_for(lambda: scored_cards(browser) == by_codes, "the Hamming order")
+    assert "rerank=false" in browser.current_url
+    assert "by codes" in browser.find_element(By.ID, "status").text
+    browser.save_screenshot(str(tmp_path / "scores.png"))
 
 
 def test_upload_an_image(browser, url: str, index_dir: Path) -> None:

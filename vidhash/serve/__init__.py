@@ -2,8 +2,10 @@
 
 ``create_app(index_dir)`` (in ``app.py``) builds the ASGI app; ``vidhash.cli.serve`` runs
 it under uvicorn. The index is opened once and reopened when its files change
-(``snapshot.py``); image queries use the index's own model (``query.py``); requests are
-validated in ``validate.py`` and ``upload.py``; the page is ``static/``. See docs/SERVE.md.
+(``snapshot.py``) and every search is ``Index.search`` / ``Index.search_ids`` on it; image
+queries are embedded by the index's own model (``query.py``); requests are validated in
+``validate.py`` and ``upload.py``; answers are shaped in ``views.py``; the page is
+``static/``. See docs/SERVE.md.
 Needs the ``serve`` extra (FastAPI, uvicorn, python-multipart).
 """
 

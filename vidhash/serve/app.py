@@ -6,7 +6,12 @@ Contracts:
   any server starts) and returns a FastAPI app; a watcher thread, started and stopped by
   the app's lifespan, swaps in a fresh index when the files change (``snapshot.py``).
   Each request takes the current snapshot once and uses only it.
-* Keyframe searches never touch the model. Image searches decode and encode in worker
+* Every search is ``Index.search`` / ``Index.search_ids`` on the request's snapshot
+  (``snapshot.py``): hits ordered as ``vidhash search`` orders them, each with its Hamming
+  ``distance`` and descriptor ``score`` (null when codes only). ``rerank=false`` asks for
+  the pure Hamming ranking; an index without descriptors answers codes-only and says so
+  in ``note``.
+* Keyframe searches never touch the model. Image searches decode and embed in worker
   threads (``query.py``: the index's own model, identity-checked, one lock).
 * Every refusal is a 4xx with a JSON body ``{"error": "<one line>"}``; an unexpected
   failure is a 500 with the same shape (the traceback goes to the server log). The
@@ -20,10 +25,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -31,11 +36,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from vidhash.serve import validate
+from vidhash.index.search import Hit
+from vidhash.serve import validate, views
 from vidhash.serve.query import ModelUnavailable, QueryEncoder, UploadError, decode_upload
-from vidhash.serve.snapshot import IndexHolder, Snapshot
+from vidhash.serve.snapshot import IndexHolder
 from vidhash.serve.upload import read_image_field
-from vidhash.serve.validate import MAX_K, ApiError, clock
+from vidhash.serve.validate import MAX_K, ApiError
 
 log = logging.getLogger("vidhash.serve")
 
@@ -51,6 +57,11 @@ PAGE_HEADERS = {
 }
 K_QUERY = Query(DEFAULT_K, ge=1, le=MAX_K, description=f"Hits to return, 1..{MAX_K}.")
 CONCEPT_QUERY = Query(None, description="Only keyframes labelled with this concept.")
+RERANK_QUERY = Query(
+    True,
+    description="false: the pure Hamming ranking (codes only); true: re-rank the Hamming "
+    "candidates by descriptor where the index stores descriptors.",
+)
 
 
 def create_app(
@@ -77,10 +88,13 @@ def create_app(
     holder = IndexHolder(index_dir, poll_seconds=poll_seconds)
     encoder = QueryEncoder(index_dir)
 
-    def search(snap: Snapshot, *args) -> tuple[np.ndarray, np.ndarray]:
+    def search(find: Callable[[], list[list[Hit]]]) -> list[Hit]:
         """OpenMP's team size is a per-thread setting: set it in the thread that searches."""
         faiss.omp_set_num_threads(search_threads)
-        return snap.search(*args)
+        try:
+            return find()[0]
+        except KeyError as exc:  # a concept gone between the check and the search
+            raise ApiError(404, str(exc.args[0]) if exc.args else "not in the index") from None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -119,6 +133,8 @@ def create_app(
                 "videos": len(snap.videos),
                 "concepts": len(snap.concepts),
                 "code_bits": snap.index.code_bits,
+                "descriptor_dims": snap.index.descriptor_dims,
+                "note": snap.note,
                 "model_name": meta.get("model_name"),
                 "model_id": meta.get("model_id"),
                 "model_status": encoder.status,
@@ -137,7 +153,7 @@ def create_app(
         return JSONResponse(
             {
                 "concepts": [
-                    {"name": c.name, "group": c.group, "keyframes": len(c.rows)}
+                    {"name": c.name, "group": c.group, "keyframes": c.keyframes}
                     for c in snap.concepts.values()
                 ]
             }
@@ -149,28 +165,35 @@ def create_app(
         k: int = K_QUERY,
         concept: str | None = CONCEPT_QUERY,
         exclude_same_video: bool = Query(False, description="Leave out the query's video."),
+        rerank: bool = RERANK_QUERY,
     ) -> JSONResponse:
         snap = holder.snapshot
         kid = validate.keyframe_id(keyframe)
-        _check_concept(snap, concept)
-        row = snap.row_of(kid)
-        if row is None:
-            raise ApiError(404, f"keyframe {kid} is not in the index")
+        views.check_concept(snap, concept)
+        record = views.indexed(snap, kid)
         code = snap.index.code_of(kid)
-        exclude = snap.video_ids[row] if exclude_same_video else None
         started = time.perf_counter()
+
+        def find() -> list[list[Hit]]:
+            return snap.index.search_ids(
+                [kid], k, exclude_same_video=exclude_same_video, rerank=rerank, concept=concept
+            )
+
         if len(snap) <= inline_max_keyframes:  # sub-millisecond: a thread hop costs more
-            distances, rows = search(snap, code, k, concept, exclude)
+            hits = search(find)
         else:
-            distances, rows = await run_in_threadpool(search, snap, code, k, concept, exclude)
-        query = {**_keyframe(snap, row), "code": code.tobytes().hex()}
-        return _results(snap, query, distances, rows, k, concept, exclude_same_video, started)
+            hits = await run_in_threadpool(search, find)
+        query = {**views.keyframe(record), "code": code.tobytes().hex()}
+        asked = {"k": k, "concept": concept, "exclude_same_video": exclude_same_video}
+        asked["rerank"] = rerank
+        two_stage = rerank and snap.note is None  # the stored descriptor is the query's
+        return views.results(snap, query, hits, asked, two_stage, started)
 
     @app.post(
         "/api/search",
         summary="Top-k keyframes nearest to an uploaded image",
         description="Send the image as multipart/form-data in a field named `image`; "
-        "it is encoded with the index's own model.",
+        "it is embedded (code and descriptor) with the index's own model.",
         openapi_extra=_UPLOAD_SCHEMA,
     )
     async def search_image(
@@ -178,23 +201,32 @@ def create_app(
         k: int = K_QUERY,
         concept: str | None = CONCEPT_QUERY,
         exclude_same_video: bool = Query(False, description="Not for image queries."),
+        rerank: bool = RERANK_QUERY,
     ) -> JSONResponse:
         snap = holder.snapshot
         if exclude_same_video:
             raise ApiError(400, "exclude_same_video applies to keyframe queries only")
-        _check_concept(snap, concept)
+        views.check_concept(snap, concept)
         data, filename = await read_image_field(request, max_upload_bytes)
         started = time.perf_counter()
         try:
             pixels = await run_in_threadpool(decode_upload, data, max_pixels)
-            code = await run_in_threadpool(encoder.encode, pixels, snap.index.meta)
+            code, descriptor = await run_in_threadpool(encoder.embed, pixels, snap.index.meta)
         except UploadError as exc:
             raise ApiError(exc.status, str(exc)) from None
         except ModelUnavailable as exc:
             raise ApiError(503, str(exc)) from None
-        distances, rows = await run_in_threadpool(search, snap, code, k, concept, None)
+
+        def find() -> list[list[Hit]]:
+            return snap.index.search(
+                code, k, descriptors=descriptor, rerank=rerank, concept=concept
+            )
+
+        hits = await run_in_threadpool(search, find)
         query = {"image": filename, "code": code.tobytes().hex()}
-        return _results(snap, query, distances, rows, k, concept, False, started)
+        asked = {"k": k, "concept": concept, "exclude_same_video": False, "rerank": rerank}
+        two_stage = rerank and snap.note is None and descriptor is not None
+        return views.results(snap, query, hits, asked, two_stage, started)
 
     @app.get(
         "/api/keyframes/{name:path}",
@@ -204,10 +236,8 @@ def create_app(
     async def keyframe_image(name: str, request: Request) -> FileResponse:
         snap = holder.snapshot
         kid = validate.keyframe_image_name(name, request.scope.get("raw_path") or b"")
-        row = snap.row_of(kid)
-        if row is None:
-            raise ApiError(404, f"keyframe {kid} is not in the index")
-        path = validate.keyframe_image_path(snap.index.root, snap.image_paths[row], kid)
+        recorded = views.indexed(snap, kid)["image_path"]
+        path = validate.keyframe_image_path(snap.index.root, recorded, kid)
         return FileResponse(
             path, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"}
         )
@@ -222,7 +252,7 @@ def create_app(
             {
                 "total": len(snap.video_order),
                 "offset": offset,
-                "videos": [_video(snap, v) for v in page],
+                "videos": [views.video(snap, v) for v in page],
             }
         )
 
@@ -233,9 +263,8 @@ def create_app(
         rows = snap.videos.get(vid)
         if rows is None:
             raise ApiError(404, f"video {vid[:16]}... is not in the index")
-        return JSONResponse(
-            {"video": _video(snap, vid), "keyframes": [_keyframe(snap, r) for r in rows.tolist()]}
-        )
+        keyframes = [views.keyframe(views.listed(snap, r)) for r in rows.tolist()]
+        return JSONResponse({"video": views.video(snap, vid), "keyframes": keyframes})
 
     return app
 
@@ -261,65 +290,6 @@ class PageHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-
-def _check_concept(snap: Snapshot, concept: str | None) -> None:
-    if concept is not None and concept not in snap.concepts:
-        raise ApiError(404, f"concept {concept!r:.80} is not in the index")
-
-
-def _keyframe(snap: Snapshot, row: int) -> dict:
-    """What the page shows of one keyframe (a hit adds rank and distance)."""
-    kid = snap.ids[row]
-    path = snap.video_paths[row]
-    pts = float(snap.pts[row])
-    return {
-        "keyframe_id": kid,
-        "video_id": snap.video_ids[row],
-        "video_path": path,
-        "video_name": snap.video_names[row],
-        "pts_time": pts,
-        "time": clock(pts),
-        "concepts": snap.index.concepts_of(kid),
-        "thumbnail_url": f"/api/keyframes/{kid}.jpg" if snap.image_paths[row] else None,
-    }
-
-
-def _video(snap: Snapshot, video_id: str) -> dict:
-    rows = snap.videos[video_id]
-    return {
-        "video_id": video_id,
-        "video_path": snap.video_paths[rows[0]],
-        "video_name": snap.video_names[rows[0]],
-        "keyframes": len(rows),
-        "cover": _keyframe(snap, int(rows[0])),
-    }
-
-
-def _results(
-    snap: Snapshot,
-    query: dict,
-    distances: np.ndarray,
-    rows: np.ndarray,
-    k: int,
-    concept: str | None,
-    exclude_same_video: bool,
-    started: float,
-) -> JSONResponse:
-    hits = []
-    for rank, (d, r) in enumerate(zip(distances.tolist(), rows.tolist(), strict=True), 1):
-        hits.append({"rank": rank, "distance": d, **_keyframe(snap, r)})
-    return JSONResponse(
-        {
-            "query": query,
-            "k": k,
-            "concept": concept,
-            "exclude_same_video": exclude_same_video,
-            "generation": snap.generation,
-            "took_ms": round((time.perf_counter() - started) * 1000, 3),
-            "hits": hits,
-        }
-    )
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -1,4 +1,4 @@
-"""Uploaded image -> hash code, with the index's own model.
+"""Uploaded image -> hash code and descriptor, with the index's own model.
 
 Contracts:
 
@@ -10,7 +10,9 @@ Contracts:
 * :class:`QueryEncoder` loads the index's model through :func:`vidhash.query.index_model`
   (the identity check and the one-line "rebuild it" message for an older model), keeps
   it (one per model id) and serialises its use with one lock; it is called from worker
-  threads, never from the event loop.
+  threads, never from the event loop. It embeds (code and descriptor from one forward
+  pass, as ``vidhash index`` stored them), so an upload gets the same two-stage search
+  as a keyframe query.
 """
 
 from __future__ import annotations
@@ -72,8 +74,9 @@ class QueryEncoder:
         self._model_id: str | None = None
         self._failure: tuple[str, str] | None = None  # (model_id, reason): do not retry
 
-    def encode(self, pixels: np.ndarray, meta: dict) -> np.ndarray:
-        """The code of one crop. Raises :class:`ModelUnavailable` with a one-line reason."""
+    def embed(self, pixels: np.ndarray, meta: dict) -> tuple[np.ndarray, np.ndarray | None]:
+        """(code, descriptor or None) of one crop. Raises :class:`ModelUnavailable` with a
+        one-line reason."""
         with self._lock:
             model_id = meta["model_id"]
             if self._failure is not None and self._failure[0] == model_id:
@@ -88,12 +91,13 @@ class QueryEncoder:
                     self._failure = (model_id, reason)
                     raise ModelUnavailable(reason) from None
                 self._model_id = model_id
-            return self._model.encode(pixels[None])[0]
+            codes, descriptors = self._model.embed(pixels[None])
+            return codes[0], None if descriptors is None else descriptors[0]
 
     def preload(self, meta: dict) -> None:
         """Load the model now (call from a background thread); failures are kept."""
         try:
-            self.encode(np.zeros((224, 224, 3), np.uint8), meta)
+            self.embed(np.zeros((224, 224, 3), np.uint8), meta)
         except ModelUnavailable as exc:
             log.warning("image queries will be refused: %s", exc)
 

@@ -1,12 +1,19 @@
-"""The index as the web service sees it: one opened ``Index`` plus what is derived from it.
+"""The index as the web service sees it: one opened ``Index`` plus what only the page needs.
 
 Contracts:
 
+* Every search goes through the opened :class:`vidhash.index.search.Index`
+  (``search`` for an uploaded image's code and descriptor, ``search_ids`` for a keyframe;
+  ``concept=`` and same-video exclusion are its own filters), so the service ranks
+  exactly as ``vidhash search`` and the Python API do, two-stage where the index stores
+  descriptors. Keyframe lookups by id (``record``, ``code_of``, ``concepts_of``) are the
+  ``Index``'s too; nothing here keeps a second id table or a second searcher.
 * A :class:`Snapshot` is built once per (re)open and never changes afterwards, so a
   request that took one keeps a consistent view even if the index is swapped meanwhile.
-  Everything a request needs that ``vidhash.Index`` does not offer directly (a keyframe's
-  row number, a video's keyframes in time order, the concepts with their keyframes, a
-  Hamming searcher per concept) is computed here, at open time, never per request.
+  What the page needs and ``Index`` does not offer (each video's keyframes in time order,
+  the videos by path, the concepts with their group and keyframe count) is computed here
+  at open time, and each concept's rows are loaded into the ``Index``'s cache then (one
+  search per concept), never per request.
 * :class:`IndexHolder` owns the current snapshot. A watcher thread looks at the index's
   committed files (count and modification times of ``meta/``, ``videos/``, ``keyframes/``
   and ``annotations/`` Parquet files, never ``.tmp-*``, and of the search file's manifest,
@@ -24,12 +31,12 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path, PurePath
+from pathlib import Path
 
 import numpy as np
 
 from vidhash.index.paths import SEARCH_DIR
-from vidhash.index.search import HammingSearcher, Index
+from vidhash.index.search import NO_DESCRIPTORS, Index
 from vidhash.index.searchfile import MANIFEST
 from vidhash.index.store import IndexStore
 
@@ -43,33 +50,25 @@ _MANIFEST = Path(SEARCH_DIR) / MANIFEST
 class Concept:
     name: str
     group: str | None
-    rows: np.ndarray  # row numbers (search order) of the keyframes carrying it
-    searcher: HammingSearcher  # over exactly those rows' codes, in that order
+    keyframes: int  # live keyframes labelled with it
 
 
 class Snapshot:
-    """One opened index with the lookup tables the service needs. Read-only after init."""
+    """One opened index and the page's listings over it. Read-only after init."""
 
     def __init__(self, index: Index, groups: dict[str, str], generation: int) -> None:
         self.index = index
         self.generation = generation
         self.opened_at = time.time()
-        frame = index.keyframes  # row order == the row numbers Index.search_arrays returns
+        # Why results are codes-only, for every answer (None: two-stage when asked).
+        self.note: str | None = None if index.descriptor_dims else NO_DESCRIPTORS
+        frame = index.keyframes  # only for the listings: videos and their strips
         self.ids = frame["keyframe_id"].to_numpy(dtype=object)
         self.video_ids = frame["video_id"].to_numpy(dtype=object)
         self.video_paths = frame["video_path"].to_numpy(dtype=object)
-        names = {p: PurePath(p).name for p in set(self.video_paths.tolist())}
-        self.video_names = np.array([names[p] for p in self.video_paths.tolist()], dtype=object)
         self.pts = frame["pts_time"].to_numpy(dtype=np.float64)
-        images = frame["image_path"]  # pandas may give NaN for a missing path: make it None
-        self.image_paths = images.astype(object).where(images.notna(), None).to_numpy()
-        # Ids are ASCII; a sorted bytes array finds a row by binary search in C.
-        self._id_keys = np.asarray(self.ids.tolist(), dtype="S") if len(self.ids) else None
-        self._id_order = None
-        if self._id_keys is not None and not np.all(self._id_keys[:-1] < self._id_keys[1:]):
-            self._id_order = np.argsort(self._id_keys, kind="stable")
-            self._id_keys = self._id_keys[self._id_order]
-        self.videos: dict[str, np.ndarray] = {}
+        self.has_image = (frame["image_path"].fillna("") != "").to_numpy()
+        self.videos: dict[str, np.ndarray] = {}  # video id -> its rows in time order
         for video_id, rows in frame.groupby("video_id", sort=False).indices.items():
             rows = np.asarray(rows, dtype=np.int64)
             self.videos[video_id] = rows[np.argsort(self.pts[rows], kind="stable")]
@@ -77,61 +76,23 @@ class Snapshot:
         self.concepts = self._concepts(groups)
 
     def _concepts(self, groups: dict[str, str]) -> dict[str, Concept]:
-        rows_of: dict[str, list[int]] = {}
-        for row, kid in enumerate(self.ids.tolist()):
+        """Each concept with its live keyframe count; warms the ``Index``'s concept rows."""
+        counts: dict[str, int] = {}
+        for kid in self.ids.tolist():
             for name in self.index.concepts_of(kid):
-                rows_of.setdefault(name, []).append(row)
-        if not rows_of:
-            return {}
-        annotated = sorted({r for rows in rows_of.values() for r in rows})
-        position = {row: i for i, row in enumerate(annotated)}
-        codes = np.stack([self.index.code_of(self.ids[r]) for r in annotated])
+                counts[name] = counts.get(name, 0) + 1
+        probe = np.zeros(self.index.nbytes, np.uint8)
         out = {}
-        for name in sorted(rows_of):
-            rows = np.asarray(rows_of[name], dtype=np.int64)
-            searcher = HammingSearcher(codes[[position[r] for r in rows.tolist()]])
-            out[name] = Concept(name, groups.get(name), rows, searcher)
+        for name in sorted(counts):
+            try:  # the rows, cached by the Index; a failure must not stop the service
+                self.index.search(probe, k=1, concept=name)
+            except Exception as exc:
+                log.warning("concept %r: searches filtered by it will fail: %s", name, exc)
+            out[name] = Concept(name, groups.get(name), counts[name])
         return out
 
     def __len__(self) -> int:
         return len(self.ids)
-
-    def row_of(self, keyframe_id: str) -> int | None:
-        """The row number of a keyframe, or None when it is not in the index."""
-        if self._id_keys is None:
-            return None
-        try:
-            key = keyframe_id.encode("ascii")
-        except UnicodeEncodeError:
-            return None
-        i = int(np.searchsorted(self._id_keys, key))
-        if i >= len(self._id_keys) or self._id_keys[i] != key:
-            return None
-        return int(self._id_order[i]) if self._id_order is not None else i
-
-    def search(
-        self,
-        code: np.ndarray,
-        k: int,
-        concept: str | None = None,
-        exclude_video: str | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k: (distances, row numbers), by distance then keyframe id.
-
-        ``concept`` restricts the candidates to that concept's keyframes (exactly, inside
-        FAISS, no over-fetching); ``exclude_video`` leaves out one video's keyframes.
-        """
-        if concept is None:
-            exclude = None if exclude_video is None else [{exclude_video}]
-            distances, rows = self.index.search_arrays(code, k=k, exclude_video_ids=exclude)
-            return distances[0], rows[0]
-        subset = self.concepts[concept]
-        allowed = None
-        if exclude_video is not None:
-            allowed = self.video_ids[subset.rows] != exclude_video
-        d, r = subset.searcher.search(code[None], k, allowed)
-        keep = r[0] >= 0
-        return d[0][keep], subset.rows[r[0][keep]]
 
 
 def _signature(root: Path) -> tuple:

@@ -7,6 +7,7 @@ const state = {
   concept: "",
   k: 20,
   exclude: false,
+  rerank: true,       // false: the pure Hamming ranking (the "codes only" box)
   file: null,         // the uploaded image while an image query is shown
   keyframe: null,     // the query keyframe id while a keyframe query is shown
   videosOffset: 0,
@@ -40,13 +41,15 @@ function el(tag, className, text) {
   return node;
 }
 
-// One keyframe (a hit, a strip frame or a video's cover) as a clickable card.
-function card(item, { distance = null, label = null, current = false } = {}) {
+// One keyframe (a hit, a strip frame or a video's cover) as a clickable card. A hit shows
+// its Hamming distance and, when the index has descriptors, its cosine score.
+function card(item, { distance = null, score = null, label = null, current = false } = {}) {
   const fig = el("figure", "card");
   fig.tabIndex = 0;
   fig.dataset.keyframeId = item.keyframe_id;
   fig.dataset.videoId = item.video_id;
   if (distance !== null) fig.dataset.distance = String(distance);
+  if (score !== null) fig.dataset.score = String(score);
   if (current) fig.classList.add("current");
   fig.title = `${item.video_path} @ ${item.time}\nclick to search from this keyframe`;
   if (item.thumbnail_url) {
@@ -63,7 +66,14 @@ function card(item, { distance = null, label = null, current = false } = {}) {
   const meta = el("div", "meta");
   meta.append(el("span", "time", item.time));
   if (distance !== null) {
-    meta.append(el("span", distance === 0 ? "dist exact" : "dist", `d=${distance}`));
+    if (score !== null) {
+      const s = el("span", "score", score.toFixed(3));
+      s.title = "descriptor similarity (cosine) with the query";
+      meta.append(s);
+    }
+    const d = el("span", distance === 0 ? "dist exact" : "dist", `d=${distance}`);
+    d.title = "Hamming distance between the codes";
+    meta.append(d);
   } else if (label) {
     meta.append(el("span", "count", label));
   }
@@ -104,6 +114,7 @@ async function loadStats() {
       `${s.keyframes.toLocaleString()} keyframes · ${s.videos.toLocaleString()} videos` +
       `${concepts} · ${s.code_bits}-bit codes${model}${images}`;
     $("stats").title = s.model_error || "";
+    showNote(s.note);
   } catch (err) {
     $("stats").textContent = `cannot read the index: ${err.message}`;
   }
@@ -147,6 +158,12 @@ async function loadVideos(append = false) {
   }
 }
 
+// Why results are by codes only (an index without descriptors): one line, shown once.
+function showNote(note) {
+  $("note").textContent = note || "";
+  $("note").hidden = !note;
+}
+
 function showHits(data, label) {
   const grid = $("grid");
   grid.dataset.mode = "hits";
@@ -154,11 +171,14 @@ function showHits(data, label) {
   const filter = data.concept ? ` labelled ${data.concept}` : "";
   const others = data.exclude_same_video ? " in other videos" : "";
   $("grid-title").textContent = `${data.hits.length} nearest keyframes${filter}${others}`;
-  const cards = data.hits.map((hit) =>
-    card(hit, { distance: hit.distance, current: hit.keyframe_id === state.keyframe }));
+  const cards = data.hits.map((hit) => card(hit, {
+    distance: hit.distance, score: hit.score, current: hit.keyframe_id === state.keyframe,
+  }));
   grid.replaceChildren(...cards);
   if (!cards.length) grid.append(el("p", "empty", "No keyframe matches this filter."));
-  setStatus(`${label}: ${data.hits.length} hits in ${data.took_ms.toFixed(1)} ms`);
+  const ranking = data.two_stage ? "re-ranked by descriptor" : "by codes";
+  setStatus(`${label}: ${data.hits.length} hits in ${data.took_ms.toFixed(1)} ms, ${ranking}`);
+  showNote(data.note);
 }
 
 function showQueryKeyframe(query) {
@@ -197,6 +217,7 @@ function searchParams(extra) {
   const params = new URLSearchParams(extra);
   params.set("k", String(state.k));
   if (state.concept) params.set("concept", state.concept);
+  if (!state.rerank) params.set("rerank", "false");
   return params;
 }
 
@@ -269,9 +290,11 @@ function fromHash() {
   state.k = Number(params.get("k")) || state.k;
   state.concept = params.get("concept") || (id ? "" : state.concept);
   state.exclude = params.get("exclude_same_video") === "true";
+  if (id) state.rerank = params.get("rerank") !== "false";
   $("k").value = String(state.k);
   $("concept").value = state.concept;
   $("exclude").checked = state.exclude;
+  $("codes-only").checked = !state.rerank;
   if (id) {
     runKeyframeSearch(id);
   } else if (!state.file) {
@@ -329,6 +352,10 @@ function wireControls() {
   $("exclude").addEventListener("change", () => {
     state.exclude = $("exclude").checked;
     if (state.keyframe) searchKeyframe(state.keyframe);
+  });
+  $("codes-only").addEventListener("change", () => {
+    state.rerank = !$("codes-only").checked;
+    rerun();
   });
   $("more").addEventListener("click", () => loadVideos(true));
   $("home").addEventListener("click", (event) => {
