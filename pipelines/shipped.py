@@ -1,16 +1,25 @@
-"""The shipped `default` / `default-baseline` recipe end to end (issue 12, docs/MODELS.md).
+"""The shipped `default` / `default-baseline` recipe end to end (issues 12, 18; docs/MODELS.md).
 
-    python pipelines/shipped.py --shared ../shared/data --cifar /work/data/cifar10 \
-        --intel /work/data/intel-scenes --out shipped-run [--leave-out-intel] [--ship]
+    python pipelines/shipped.py --shared ../shared/data --cifar /tmp/data/cifar10 \
+        --intel /tmp/data/intel-scenes --photos /tmp/data/varied-photos \
+        --out shipped-run [--leave-out-intel] [--ship]
 
-1. `train-seg`: neck + PSP on the fused Lite0 map (CamVid + COCO128-VOC), 16 epochs;
+(`--photos`: `../shared/data/photos/varied-photos.tar` unpacked.)
+
+1. `train-seg`: neck + PSP on the fused Lite0 map (CamVid + COCO128-VOC + clothing
+   parsing + human masks, one merged label list), 16 epochs;
 2. `train-hash --arch psp --levels s8,s16,head`: the distill objective on CIFAR-10 (500
-   per class) + Intel scenes train labels + an unlabelled pool (the shared videos every
-   1 s, CamVid's and COCO128's photos), 4 views, backbone + PSP frozen;
+   per class) + Intel scenes train labels + an unlabelled pool (the shared videos and
+   the `videos-more` clips every 1 s, CamVid's, COCO128's, the mask sets' photos, and the
+   1,000 ImageNet sample photos), 4 views, backbone + PSP frozen. The three labelled
+   photo sources (ImageNet-DET-200, clothing-20, Imagenette) stay out of every step, so
+   they measure classes the nets never saw;
 3. `train-hash --arch baseline`: the same, without the neck and PSP;
-4. `benchmarks/codes.py`: both against the float / ITQ / LSH anchors on Intel test and
-   the shared videos' concepts;
-5. with `--ship`, both become `default` / `default-baseline` (maintainers only).
+4. `fit-descriptor`: each net's stored descriptor (Lite0 head, PCA 256, float16) on the
+   same unlabelled pool;
+5. `benchmarks/codes.py`: both against the float / ITQ / LSH anchors on Intel test, the
+   left-out photo sources and the shared videos' concepts, codes alone and two-stage;
+6. with `--ship`, both become `default` / `default-baseline` (maintainers only).
 
 `--leave-out-intel` trains without Intel scenes (no labels, not in the pool), so Intel
 test measures unseen classes. Every step is one command, echoed as it runs; the feature
@@ -34,6 +43,7 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--cifar", type=Path, required=True, help="unpacked: train/, test/")
     parser.add_argument("--intel", type=Path, required=True, help="unpacked: train/, test/")
+    parser.add_argument("--photos", type=Path, required=True, help="unpacked varied-photos/")
     parser.add_argument("--out", type=Path, default=Path("shipped-run"))
     parser.add_argument("--cache-dir", default="~/.cache/vidhash/features")
     parser.add_argument("--device", default="auto")
@@ -47,17 +57,22 @@ def main() -> None:
     common = ["--device", args.device, "--cache-dir", args.cache_dir]
     vidhash(
         "train-seg", "--data", seg_data / "camvid", "--data", seg_data / "coco128-voc",
+        "--data", seg_data / "clothing-parsing", "--data", seg_data / "human",
         "--out", seg, "--backbone", "efficientnet_lite0_ms", "--neck", "s8:32,s16:64,head:128",
         "--decoder-channels", "128", "--optimizer", "adam", "--lr", "1e-3", "--lr-after", "1e-4",
         "--drop-after", "12", "--epochs", "16", "--weight-decay", "1e-4", "--views", "6",
         "--class-weights", "median-freq", "--batch-size", "16", *common,
     )  # fmt: skip
+    pool = [
+        args.shared / "videos", args.shared / "videos-more",
+        *(seg_data / name / "JPEGImages"
+          for name in ("camvid", "coco128-voc", "clothing-parsing", "human")),
+        args.photos / "imagenet-samples",
+    ]  # fmt: skip
     data = [
         "--train", args.cifar / "train", "--train-per-class", "500",
         "--test", args.cifar / "test", "--test-per-class", "100",
-        "--unlabelled", args.shared / "videos",
-        "--unlabelled", seg_data / "camvid" / "JPEGImages",
-        "--unlabelled", seg_data / "coco128-voc" / "JPEGImages",
+        *(arg for source in pool for arg in ("--unlabelled", source)),
     ]  # fmt: skip
     if not args.leave_out_intel:
         data += ["--train", args.intel / "train"]
@@ -66,9 +81,14 @@ def main() -> None:
     vidhash("train-hash", *data, *recipe, "--arch", "psp", "--seg-checkpoint", seg,
             "--levels", "s8,s16,head", "--out", psp)  # fmt: skip
     vidhash("train-hash", *data, *recipe, "--arch", "baseline", "--out", base)
+    for trained in (psp, base):
+        described = trained.with_name(f"{trained.stem}-described.safetensors")
+        vidhash("fit-descriptor", trained, *(arg for s in pool for arg in ("--pool", s)),
+                "--source", "head", "--dims", "256", "--out", described)  # fmt: skip
+    psp, base = (p.with_name(f"{p.stem}-described.safetensors") for p in (psp, base))
     bench = [sys.executable, str(REPO / "benchmarks" / "codes.py"), "--model", str(psp),
              "--model", str(base), "--intel", str(args.intel), "--videos",
-             str(args.shared / "videos")]  # fmt: skip
+             str(args.shared / "videos"), "--photos", str(args.photos)]  # fmt: skip
     print(f"\n$ {' '.join(bench)}", flush=True)
     subprocess.run(bench, check=True)
     if args.ship:
