@@ -20,12 +20,20 @@ Four measurements, each printing the figures docs/RESULTS.md quotes:
   the keyframes from those: a real code's biases, an archive's variety. ``--index PATH``
   instead times ``Index.search_arrays`` (every segment, merged by keyframe id) on an
   on-disk index against the flat scan of all its codes.
+* ``rerank``: warm latency of one query at a time through ``Index.search`` on an on-disk
+  index with descriptors: two-stage (the codes' top ``--candidates`` re-ranked by the
+  stored descriptors) against codes only, alternating passes, the same queries.
 * ``write-cost``: ``vidhash index VIDEOS`` into a fresh index with and without keeping the
   search file (``VIDHASH_SEARCH_FILE=off``), alternating, ``--repeats`` times each.
+
+``build --descriptor-dims D`` (default 256, as the shipped models) also stores a float16
+unit descriptor per keyframe: its centre's random direction plus noise, so that
+re-ranking has real work to do; ``--descriptor-dims 0`` builds a codes-only index.
 
     python benchmarks/search_scale.py build --keyframes 1000000 --out /work/bench-data/idx-1m
     python benchmarks/search_scale.py cli /work/bench-data/idx-1m --calls 11
     OMP_WAIT_POLICY=PASSIVE python benchmarks/search_scale.py mih --codes 10000000
+    python benchmarks/search_scale.py rerank /work/bench-data/idx-1m --queries 200
     python benchmarks/search_scale.py write-cost ../shared/data/videos --repeats 3
 """
 
@@ -101,20 +109,31 @@ def build(args: argparse.Namespace) -> None:
     from vidhash.index.store import IndexStore
 
     centres = random_centres(args.centres, seed=0)
+    dims = args.descriptor_dims
+    directions = np.random.default_rng(1).standard_normal((args.centres, max(dims, 1)))
     per = args.per_video
     start = time.perf_counter()
-    with IndexStore.open(args.out, model_meta=MODEL, create=True) as store:
+    meta = {**MODEL, "descriptor_dims": dims}
+    with IndexStore.open(args.out, model_meta=meta, create=True) as store:
         done = set(store.committed())
         for v in range(-(-args.keyframes // per)):
             path = f"/bench/videos/v{v:06d}.mp4"
             if path in done:
                 continue
             content = hashlib.sha256(f"bench video {v}".encode()).hexdigest()
-            codes = clustered_codes(min(per, args.keyframes - v * per), centres, args.flips, v)
+            n = min(per, args.keyframes - v * per)
+            codes = clustered_codes(n, centres, args.flips, v)
             frames = [
                 {"keyframe_id": keyframe_id(content, 2.0 * i), "pts_time": 2.0 * i, "code": c}
                 for i, c in enumerate(codes)
             ]
+            if dims:
+                rng = np.random.default_rng(v)
+                desc = directions[rng.integers(0, len(directions), n)]
+                desc = desc + 0.5 * rng.standard_normal(desc.shape)
+                desc = (desc / np.linalg.norm(desc, axis=1, keepdims=True)).astype("<f2")
+                for frame, d in zip(frames, desc, strict=True):
+                    frame["descriptor"] = d.tobytes()
             store.commit({"video_path": path, "content_hash": content, "status": "ok"}, frames)
             if v % 500 == 0:
                 print(f"  {v * per:,} keyframes, {time.perf_counter() - start:.0f} s", flush=True)
@@ -230,6 +249,43 @@ def segment_of(codes: np.ndarray, mih_bits: int | None = None):
     return assemble(
         BITS, rows, {}, [""] * videos, [""] * videos, np.zeros((videos, 2)), 0, mih_bits
     )
+
+
+def rerank_bench(args: argparse.Namespace) -> None:
+    """Warm single-query latency: two-stage against codes only, same queries, alternating."""
+    index = Index.open(args.index)
+    if not index.descriptor_dims:
+        sys.exit(f"{args.index} stores no descriptors: build it with --descriptor-dims")
+    rng = np.random.default_rng(2)
+    segs = index.view.segments
+    weights = [len(x) / len(index) for x in segs]
+    chosen = rng.choice(len(segs), args.queries, p=weights)
+    picks = [(s, int(rng.integers(0, len(segs[s])))) for s in chosen]
+    codes = np.stack([segs[s].code(r, index.nbytes) for s, r in picks])
+    desc = np.stack([np.asarray(segs[s].desc[r]) for s, r in picks])
+
+    def one_by_one(rerank: bool):
+        def run(queries):
+            return [index.search(codes[q], k=args.k, descriptors=desc[q], rerank=rerank,
+                                 candidates=args.candidates)[0] for q in queries]  # fmt: skip
+
+        return run
+
+    queries = np.arange(len(picks))
+    sides = {"two-stage": (one_by_one(True), queries), "codes only": (one_by_one(False), queries)}
+    best, results = interleaved_qps(sides, rounds=3, min_seconds=args.seconds)
+    same = sum(
+        {h.keyframe_id for h in a} == {h.keyframe_id for h in b}
+        for a, b in zip(results["two-stage"], results["codes only"], strict=True)
+    )
+    print(f"{args.index}: {len(index):,} keyframes in {len(segs)} segments, "
+          f"{index.descriptor_dims}-d descriptors; {len(picks)} keyframe queries, k={args.k}, "
+          f"{args.candidates} candidates; {load()}")  # fmt: skip
+    for name, qps in best.items():
+        print(f"  {name}: {1e3 / qps:.2f} ms per query ({qps:.0f} q/s, best pass)")
+    ratio = best["codes only"] / best["two-stage"]
+    print(f"  two-stage / codes-only latency: {ratio:.2f}x; same top-{args.k} set: "
+          f"{same}/{len(picks)} queries")  # fmt: skip
 
 
 def index_bench(args: argparse.Namespace) -> None:
@@ -392,6 +448,13 @@ def main() -> None:
     p.add_argument("--per-video", type=int, default=1000)
     p.add_argument("--centres", type=int, default=10_000)
     p.add_argument("--flips", type=int, default=4)
+    p.add_argument("--descriptor-dims", type=int, default=256)
+    p = sub.add_parser("rerank", help="warm latency, two-stage vs codes only")
+    p.add_argument("index")
+    p.add_argument("--queries", type=int, default=200)
+    p.add_argument("--candidates", type=int, default=100)
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--seconds", type=float, default=5.0)
     p = sub.add_parser("cli", help="cold vidhash search calls: wall time and peak RSS")
     p.add_argument("index")
     p.add_argument("--calls", type=int, default=11)
@@ -416,7 +479,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--scratch", default=None, help="where the indexes are written")
     args = parser.parse_args()
-    {"build": build, "cli": cli, "mih": mih_bench, "write-cost": write_cost}[args.command](args)
+    commands = {"build": build, "cli": cli, "mih": mih_bench, "rerank": rerank_bench,
+                "write-cost": write_cost}  # fmt: skip
+    commands[args.command](args)
 
 
 if __name__ == "__main__":
