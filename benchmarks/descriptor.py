@@ -142,6 +142,9 @@ def pool_features(c, key: str, leave_out: str | None) -> np.ndarray:
 
 
 def features(c, name: str, rows, key: str) -> np.ndarray:
+    if key == "sqrt-head":  # power normalisation (signed square root)
+        x = features(c, name, rows, "head")
+        return np.sign(x) * np.sqrt(np.abs(x))
     if key == "ms":
         return np.concatenate([_unit(features(c, name, rows, "s32")),
                                _unit(features(c, name, rows, "head"))], 1)  # fmt: skip
@@ -198,11 +201,28 @@ VARIANTS = [  # (feature key, dims, whiten, dtype)
     ("head", 512, False, "int8"),
     *[("ms", d, False, "float16") for d in (128, 256)],
     *[("fc", d, False, "float16") for d in (128, 256)],
+    ("sqrt-head", 256, False, "float16"),
 ]
 
 
+# Mixtures: each part PCA-projected and unit-normalised, weighted, joined, unit again.
+MIXES = {
+    "head PCA192 + 0.5 x fc PCA64": [("head", 192, 1.0), ("fc", 64, 0.5)],
+    "head PCA192 + 0.7 x fc PCA64": [("head", 192, 1.0), ("fc", 64, 0.7)],
+    "head PCA224 + 0.5 x s32 PCA32": [("head", 224, 1.0), ("s32", 32, 0.5)],
+}
+
+
+def mixture(c, name, rows, leave_out, parts) -> np.ndarray:
+    joined = []
+    for key, dims, weight in parts:
+        pca = fit_pca(_pool_for(c, key, leave_out), dims)
+        joined.append(weight * _unit((features(c, name, rows, key) - pca.mean) @ pca.projection))
+    return _unit(np.concatenate(joined, 1)).astype(np.float16).astype(np.float32)
+
+
 def nbytes(dims: int | None, dtype: str, key: str) -> int:
-    full = {"head": 1280, "ms": 1600, "fc": 1024}[key]
+    full = {"head": 1280, "sqrt-head": 1280, "ms": 1600, "fc": 1024}[key]
     return (dims or full) * {"float32": 4, "float16": 2, "int8": 1}[dtype]
 
 
@@ -234,6 +254,9 @@ def main() -> None:
             desc = describe(pool, x, dims, whiten, dtype)
             tag = f"{key} {'PCA' + str(dims) if dims else 'full'}{' white' if whiten else ''}"
             put(f"{tag} {dtype} ({nbytes(dims, dtype, key)} B)", score(kf, ann, desc=desc))
+        for label, parts in MIXES.items():
+            desc = mixture(c, name, rows, leave_out, parts)
+            put(f"{label} float16 (512 B)", score(kf, ann, desc=desc))
         best = describe(_pool_for(c, "head", leave_out), features(c, name, rows, "head"),
                         256, False, "float16")  # fmt: skip
         for r in map(int, args.rerank.split(",")):
@@ -249,6 +272,9 @@ def main() -> None:
 
 
 def _pool_for(c, key: str, leave_out: str | None) -> np.ndarray:
+    if key == "sqrt-head":
+        x = pool_features(c, "head", leave_out)
+        return np.sign(x) * np.sqrt(np.abs(x))
     if key == "ms":
         return np.concatenate([_unit(pool_features(c, "s32", leave_out)),
                                _unit(pool_features(c, "head", leave_out))], 1)  # fmt: skip
