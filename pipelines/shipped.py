@@ -116,7 +116,8 @@ def shipped_psp(out: Path) -> None:
     seg_header = {
         "arch": "psp-seg", "backbone": header["backbone"], "seg_classes": header["seg_classes"],
         "preprocessing": header["preprocessing"], "head": head,
-        "data": header["segmentation"]["data"], "metrics": header["segmentation"]["metrics"],
+        "train": {"data": header["segmentation"]["data"]},
+        "metrics": header["segmentation"]["metrics"],
         "provenance": {"neck + PSP": header["provenance"]["neck + PSP"],
                        "backbone": header["provenance"]["backbone"]},
         "shipped_from": "the shipped default's neck + PSP",

@@ -32,6 +32,9 @@ def test_search_image_and_search_frame(index: Path, media_dir: Path) -> None:
     found = vidhash.Index.open(index)
     top = found.search_image(media_dir / "still.png", k=3)[0]
     assert top.distance == 0 and top.video_path.endswith("still.png")
+    assert found.descriptor_dims == 256 and top.score == pytest.approx(1.0, abs=2e-3)
+    by_codes = found.search_image(media_dir / "still.png", k=3, rerank=False)
+    assert by_codes[0].keyframe_id == top.keyframe_id and by_codes[0].score == top.score
     pixels = read_rgb(media_dir / "still.jpg")
     assert found.search_image(pixels, k=1)[0].video_path.endswith("still.jpg")
     # the frame on screen at 1 s is the keyframe indexed at 1 s: the same code

@@ -203,3 +203,12 @@ def test_evaluate_rerank_ranks_as_search_does(tmp_path: Path, candidates: int) -
     plain = concepts.evaluate_concepts(data, [10])
     assert "codes only" in plain.settings["protocol"]
     assert not np.array_equal(plain.rankings, run.rankings)
+
+
+def test_a_keyframe_without_its_descriptor_is_refused(tmp_path: Path) -> None:
+    build(tmp_path / "idx", n_videos=1, per_video=3)
+    frames = keyframes_for(content_of("other.mp4"), np.zeros((2, 6), np.uint8))
+    with IndexStore.open(tmp_path / "idx") as store, pytest.raises(ValueError, match="8-d"):
+        store.write_video({"video_path": "other.mp4", "content_hash": content_of("other.mp4"),
+                           "status": "ok"}, frames)  # fmt: skip
+    assert len(Index.open(tmp_path / "idx")) == 3  # nothing of it was committed

@@ -538,6 +538,8 @@ def test_reopens_when_the_index_changes(index_dir: Path, tmp_path: Path) -> None
         with IndexStore.open(copy) as store:  # a writer adds one more input (2 keyframes)
             code = np.frombuffer(bytes.fromhex("00ff00ff00ff"), np.uint8)
             content = "f" * 64
+            dims = int(store.meta.get("descriptor_dims") or 0)
+            unit = np.full(dims, dims**-0.5, "<f2").tobytes()  # the index's own kind of row
             store.write_video(
                 {"video_path": "added.mp4", "content_hash": content, "status": "ok"},
                 [
@@ -545,6 +547,7 @@ def test_reopens_when_the_index_changes(index_dir: Path, tmp_path: Path) -> None
                         "keyframe_id": f"{content[:16]}-00000{i}000",
                         "pts_time": float(i),
                         "code": code,
+                        **({"descriptor": unit} if dims else {}),
                     }
                     for i in range(2)
                 ],

@@ -129,6 +129,14 @@ def rank_by_distance(
     return order, valid
 
 
+def cosine(queries: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """(Q, N) similarities of unit descriptors (float16 or float32 rows), float64 rounded to
+    1e-7: the same pair gets the same score whichever batch it is computed in (a BLAS
+    product's last bits depend on the shapes), so two-stage orders agree everywhere."""
+    product = np.asarray(queries, np.float64) @ np.asarray(items, np.float64).T
+    return np.round(product, 7)
+
+
 def two_stage_keys(
     distances: np.ndarray,
     scores: np.ndarray,

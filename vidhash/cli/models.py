@@ -47,6 +47,14 @@ def command(
             click.echo(f"{'':18s} {metrics}")
         for part, source in (entry.get("provenance") or {}).items():
             click.echo(f"{'':18s} {part}: {source}")
+        descriptor = entry.get("descriptor")
+        if descriptor:
+            click.echo(
+                f"{'':18s} descriptor: {descriptor['source']} PCA {descriptor['dims']}, float16 "
+                f"({2 * descriptor['dims']} bytes a keyframe)"
+            )
+        else:
+            click.echo(f"{'':18s} descriptor: none (search by codes only)")
         for item in entry.get("data") or []:
             kind = "labelled" if item.get("labelled") else "unlabelled"
             click.echo(f"{'':18s}   data: {item['source']} ({item['images']:,} images, {kind})")

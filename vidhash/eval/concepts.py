@@ -230,7 +230,7 @@ def evaluate_concepts(
         exclude[np.arange(len(qr)), qr] = True
         key = dist
         if rerank:
-            scores = index.descriptors[qr] @ index.descriptors.T
+            scores = metrics.cosine(index.descriptors[qr], index.descriptors)
             # As search: at least the k asked for are candidates.
             key = metrics.two_stage_keys(dist, scores, max(candidates, max_k), exclude)
         # The tie rule: the database's order, which is keyframe id order (IndexData is sorted).

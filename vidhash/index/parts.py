@@ -305,7 +305,16 @@ class PartStore:
             nbytes = code_nbytes(int(fill["code_bits"]))
             for r in rows:
                 r["code"] = _code_bytes(r.get("code"), nbytes)
-        return pa.Table.from_pylist(rows, schema=self._keyframes_schema())
+        schema = self._keyframes_schema()
+        if "descriptor" in schema.names:
+            width = schema.field("descriptor").type.byte_width
+            for r in rows:
+                if len(r.get("descriptor") or b"") != width:
+                    raise ValueError(
+                        f"keyframe {r['keyframe_id']}: this index stores a {width // 2}-d "
+                        "float16 descriptor per keyframe beside its code"
+                    )
+        return pa.Table.from_pylist(rows, schema=schema)
 
     # ------------------------------------------------------------------ reading and checks
 

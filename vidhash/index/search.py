@@ -35,7 +35,9 @@ import numpy as np
 
 from vidhash.index import engine
 from vidhash.index.codes import as_code_array, pad_to_64
+from vidhash.index.paths import descriptor_dims
 from vidhash.index.searchfile import Concepts, SearchView, open_view
+from vidhash.metrics import cosine
 
 # Hamming candidates a two-stage search re-ranks (benchmarks/descriptor.py).
 RERANK_CANDIDATES = 100
@@ -81,7 +83,7 @@ class Index:
         self._segments = view.segments
         self._dead = view.dead
         self._concepts = view.concepts
-        dims = {seg.descriptor_dims for seg in self._segments}
+        dims = {seg.descriptor_dims for seg in self._segments} or {descriptor_dims(view.meta)}
         self.descriptor_dims = dims.pop() if len(dims) == 1 else 0
         self._concept_rows: dict[str, list[np.ndarray]] = {}
         live = [
@@ -323,7 +325,7 @@ class Index:
                 if query_desc is None:
                     out[q] = (d, segs, rows, None)
                     continue
-                scores = self._descriptors(segs, rows) @ query_desc[q]
+                scores = cosine(query_desc[q][None], self._descriptors(segs, rows))[0]
                 order = np.argsort(-scores, kind="stable") if two_stage else slice(None)
                 out[q] = tuple(a[order][:k] for a in (d, segs, rows, scores))
         return out
@@ -341,11 +343,11 @@ class Index:
         return desc
 
     def _descriptors(self, segs: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Stored descriptors of (segment, row) pairs as float32."""
-        out = np.zeros((len(rows), self.descriptor_dims), np.float32)
+        """Stored descriptors (float16) of (segment, row) pairs."""
+        out = np.zeros((len(rows), self.descriptor_dims), np.float16)
         for s in np.unique(segs).tolist():
             at = segs == s
-            out[at] = np.asarray(self._segments[s].desc[rows[at]], np.float32)
+            out[at] = np.asarray(self._segments[s].desc[rows[at]])
         return out
 
     def _rows_of_concept(self, concept: str) -> list[np.ndarray]:

@@ -108,6 +108,8 @@ def ship_model(name: str, checkpoint: str | Path, description: str, half: bool =
         "provenance": header.get("provenance")
         or {"backbone": header.get("backbone", {}).get("source")},
         "data": header.get("data", []),
+        # The stored descriptor (source, dims, the pool it was fitted on), if any.
+        "descriptor": header.get("descriptor"),
     }
     atomic_write_bytes(weights_dir / "models.json", json.dumps(registry, indent=1).encode())
     for path in (target, weights_dir / "models.json"):
