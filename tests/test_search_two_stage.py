@@ -212,3 +212,30 @@ def test_a_keyframe_without_its_descriptor_is_refused(tmp_path: Path) -> None:
         store.write_video({"video_path": "other.mp4", "content_hash": content_of("other.mp4"),
                            "status": "ok"}, frames)  # fmt: skip
     assert len(Index.open(tmp_path / "idx")) == 3  # nothing of it was committed
+
+
+def test_fit_descriptor_keeps_the_codes_and_adds_unit_descriptors(
+    media_dir: Path, tmp_path: Path, capsys
+) -> None:
+    """`vidhash fit-descriptor` on a real pool: same codes, unit float16 descriptors, a new
+    model id, and the header records what was fitted."""
+    from indexes import run_main
+
+    from vidhash.models import load_model, shipped_path
+    from vidhash.models.checkpoint import read_header
+
+    out = tmp_path / "described.safetensors"
+    argv = ["fit-descriptor", str(shipped_path("default")), "--pool", str(media_dir / "long.mp4"),
+            "--pool", str(media_dir / "still.jpg"), "--pool-every", "0.5", "--dims", "8",
+            "--out", str(out)]  # fmt: skip
+    code, stdout, err = run_main(argv, capsys)
+    assert code == 0, err
+    assert "8 dims" in stdout
+    fitted, shipped = load_model(str(out)), load_model("default")
+    images = np.random.default_rng(0).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
+    codes, desc = fitted.embed(images)
+    assert np.array_equal(codes, shipped.encode(images)) and desc.shape == (3, 8)
+    assert np.allclose(np.linalg.norm(desc.astype(np.float32), axis=1), 1, atol=2e-3)
+    assert fitted.model_id != shipped.model_id
+    header = read_header(out)["descriptor"]
+    assert header["source"] == "head" and header["dims"] == 8 and header["pool_images"] > 8

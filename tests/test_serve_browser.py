@@ -54,8 +54,9 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 60) ->
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
-def hit_cards(driver) -> list[tuple[str, int, str]]:
-    """(keyframe id, distance, video name) of every card in the hit grid."""
+def hit_cards(driver, field: str = ".name") -> list[tuple[str, int, str]]:
+    """(keyframe id, distance, the text of ``field``: video name or ``.score``) of every
+    card in the hit grid."""
     from selenium.webdriver.common.by import By
 
     cards = driver.find_elements(By.CSS_SELECTOR, '#grid[data-mode="hits"] .card')
@@ -63,22 +64,7 @@ def hit_cards(driver) -> list[tuple[str, int, str]]:
         (
             c.get_attribute("data-keyframe-id"),
             int(c.get_attribute("data-distance")),
-            c.find_element(By.CSS_SELECTOR, ".name").text,
-        )
-        for c in cards
-    ]
-
-
-def scored_cards(driver) -> list[tuple[str, int, str]]:
-    """(keyframe id, distance, score as shown) of every card in the hit grid."""
-    from selenium.webdriver.common.by import By
-
-    cards = driver.find_elements(By.CSS_SELECTOR, '#grid[data-mode="hits"] .card')
-    return [
-        (
-            c.get_attribute("data-keyframe-id"),
-            int(c.get_attribute("data-distance")),
-            c.find_element(By.CSS_SELECTOR, ".score").text,
+            c.find_element(By.CSS_SELECTOR, field).text,
         )
         for c in cards
     ]
@@ -165,11 +151,11 @@ def test_scores_and_codes_only(
     )
     two_stage, by_codes = expected(query, True), expected(query, False)
     browser.get(f"{described_url}/#keyframe={query}")
-    assert wait_for(lambda: scored_cards(browser) == two_stage, "scored hits")
+    assert wait_for(lambda: hit_cards(browser, ".score") == two_stage, "scored hits")
     assert NO_DESCRIPTORS not in shown_notes(browser)
     assert "re-ranked by descriptor" in browser.find_element(By.ID, "status").text
     browser.find_element(By.ID, "codes-only").click()
-    assert wait_for(lambda: scored_cards(browser) == by_codes, "the Hamming order")
+    assert wait_for(lambda: hit_cards(browser, ".score") == by_codes, "the Hamming order")
     assert "rerank=false" in browser.current_url
     assert "by codes" in browser.find_element(By.ID, "status").text
     browser.save_screenshot(str(tmp_path / "scores.png"))

@@ -115,10 +115,6 @@ class Index(search.Index):
             self._net = index_model(self.root, self.meta, model, device)
         return self._net.embed(pixels[None])
 
-    def encode(self, pixels: np.ndarray, model: str | None = None, device: str = "cpu"):
-        """The code of one preprocessed query under the index's model."""
-        return self.embed(pixels, model, device).codes[0]
-
     def search_pixels(
         self,
         pixels: np.ndarray,

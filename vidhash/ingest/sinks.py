@@ -94,6 +94,6 @@ def model_meta(encoder: Encoder, source: str | None = None) -> dict[str, Any]:
         "model_name": name,
         "model_config": json.dumps(config, sort_keys=True, default=str),
         "code_bits": int(encoder.code_bits),
-        "descriptor_dims": int(getattr(encoder, "descriptor_dims", 0) or 0),
+        "descriptor_dims": int(encoder.descriptor_dims),
         "vidhash_version": __version__,
     }

@@ -29,6 +29,11 @@ SOURCES = ("head", "s32", "fc")
 DTYPE = np.float16  # what an index stores
 
 
+def pooled(source: str, maps: dict[str, torch.Tensor], hidden: torch.Tensor) -> torch.Tensor:
+    """The flat vector a descriptor of ``source`` projects, from a forward pass's tensors."""
+    return hidden if source == "fc" else maps[source].mean((2, 3))
+
+
 class Descriptor(nn.Module):
     """``normalize((pool(source) - mean) @ projection)``: (N, dims) unit vectors."""
 
@@ -55,12 +60,6 @@ class Descriptor(nn.Module):
         self.mean.copy_(torch.as_tensor(mean, dtype=self.mean.dtype))
         self.projection.copy_(torch.as_tensor(projection, dtype=self.projection.dtype))
 
-    def pooled(self, maps: dict[str, torch.Tensor], hidden: torch.Tensor) -> torch.Tensor:
-        """The flat vector this descriptor projects, from a forward pass's own tensors."""
-        if self.source == "fc":
-            return hidden
-        return maps[self.source].mean((2, 3))
-
     def forward(self, maps: dict[str, torch.Tensor], hidden: torch.Tensor) -> torch.Tensor:
-        projected = (self.pooled(maps, hidden) - self.mean) @ self.projection
+        projected = (pooled(self.source, maps, hidden) - self.mean) @ self.projection
         return F.normalize(projected, dim=1)

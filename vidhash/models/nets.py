@@ -164,10 +164,15 @@ class HashNet(nn.Module):
     def forward(self, images01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.head(self.head_features(images01))
 
+    def maps_and_hidden(self, images01: torch.Tensor) -> tuple[dict, torch.Tensor]:
+        """The backbone's maps and the hash head's last hidden layer: what the code and
+        the descriptor are both computed from."""
+        maps = self.backbone(images01)
+        return maps, self.head.fc(self.features_from_map(maps))
+
     def _embed_batch(self, images01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(r, descriptors or None) of one batch: one backbone pass serves both."""
-        maps = self.backbone(images01)
-        hidden = self.head.fc(self.features_from_map(maps))
+        maps, hidden = self.maps_and_hidden(images01)
         r = torch.sigmoid(self.head.hash(hidden))
         return r, (self.descriptor(maps, hidden) if self.descriptor is not None else None)
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from vidhash.models.descriptor import pooled
 from vidhash.models.nets import HashNet
 from vidhash.train.itq import fit_pca
 
@@ -23,20 +24,13 @@ def pooled_features(
     net: HashNet, images: Callable[[int], np.ndarray], n: int, source: str, batch: int = 4
 ) -> np.ndarray:
     """(n, F) float32: what the descriptor of ``source`` projects, for ``images(i)``."""
-    descriptor = net.descriptor
-    probe = net.add_descriptor(source, 1)  # only its pooling is used
     out = []
     net.eval()
-    try:
-        with torch.inference_mode():
-            for start in range(0, n, batch):
-                crops = np.stack([images(i) for i in range(start, min(start + batch, n))])
-                x = torch.from_numpy(crops).to(net.device).permute(0, 3, 1, 2).float() / 255.0
-                maps = net.backbone(x)
-                hidden = net.head.fc(net.features_from_map(maps))
-                out.append(probe.pooled(maps, hidden).cpu().numpy())
-    finally:
-        net.descriptor = descriptor
+    with torch.inference_mode():
+        for start in range(0, n, batch):
+            crops = np.stack([images(i) for i in range(start, min(start + batch, n))])
+            x = torch.from_numpy(crops).to(net.device).permute(0, 3, 1, 2).float() / 255.0
+            out.append(pooled(source, *net.maps_and_hidden(x)).cpu().numpy())
     return np.concatenate(out).astype(np.float32)
 
 
