@@ -35,7 +35,7 @@ def measure(
 ) -> dict:
     if threads:
         torch.set_num_threads(threads)
-    net = load_model(model_name).eval()
+    net = load_model(model_name, runtime="torch").eval()
     x = torch.rand(batch, 3, 224, 224)
     crops = (x.permute(0, 2, 3, 1) * 255).to(torch.uint8).numpy()
     backbone_rates, net_rates, encode_rates = [], [], []

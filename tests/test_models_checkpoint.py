@@ -46,7 +46,7 @@ def images() -> np.ndarray:
 
 def test_round_trip_gives_identical_codes(saved, images) -> None:
     net, path = saved
-    loaded = vm.load_model(str(path))
+    loaded = vm.load_model(str(path), runtime="torch")
     assert np.array_equal(loaded.encode(images), net.encode(images))
     assert loaded.model_id == content_hash(path)
     assert loaded.code_bits == 48 and loaded.classes == ["a", "b", "c"]
@@ -59,7 +59,7 @@ def test_fp16_storage_loads_back_close(saved, images, tmp_path: Path) -> None:
     half = tmp_path / "half.safetensors"
     save_checkpoint(net, half, HEADER, dtype=torch.float16)
     assert half.stat().st_size < 0.6 * saved[1].stat().st_size
-    loaded = vm.load_model(str(half))
+    loaded = vm.load_model(str(half), runtime="torch")
     assert next(loaded.head.parameters()).dtype == torch.float32
     agree = np.unpackbits(loaded.encode(images)) == np.unpackbits(net.encode(images))
     assert agree.mean() > 0.9
@@ -93,11 +93,12 @@ def test_shipped_name_is_hash_checked(saved, monkeypatch: pytest.MonkeyPatch) ->
     _, path = saved
     good = {"default": {"file": str(path), "sha256": content_hash(path)}}
     monkeypatch.setattr(vm, "shipped_models", lambda: good)
-    assert vm.load_model("default").model_name == "default"
+    assert vm.load_model("default", runtime="torch").model_name == "default"
     bad = {"default": {"file": str(path), "sha256": "0" * 64}}
     monkeypatch.setattr(vm, "shipped_models", lambda: bad)
-    with pytest.raises(CheckpointError, match="integrity"):
-        vm.load_model("default")
+    for runtime in vm.RUNTIMES:
+        with pytest.raises(CheckpointError, match="integrity"):
+            vm.load_model("default", runtime=runtime)
 
 
 @pytest.mark.parametrize("name", ["default", "default-baseline"])

@@ -110,3 +110,8 @@ def keyframe_id(video_hash: str, pts_time: float) -> str:
     Millisecond resolution: reruns, Ray workers and resumed runs agree on it.
     """
     return f"{video_hash[:16]}-{round(pts_time * 1000):09d}"
+
+
+def cache_home() -> Path:
+    """vidhash's cache folder: ``$VIDHASH_CACHE``, else ``~/.cache/vidhash``."""
+    return Path(os.environ.get("VIDHASH_CACHE") or "~/.cache/vidhash").expanduser()

@@ -34,6 +34,10 @@ COMMANDS: dict[str, str] = {
 }
 
 
+# What only the [train] extra installs (training, export, the torch runtime).
+TRAIN_MODULES = ("torch", "torchvision", "onnx", "onnxscript", "efficientnet_lite_pytorch")
+
+
 class LazyGroup(click.Group):
     """Imports a sub-command's module only when it is run or its help is shown."""
 
@@ -70,6 +74,11 @@ def main(argv: list[str] | None = None) -> None:
     except VidhashError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except ModuleNotFoundError as exc:
+        if exc.name not in TRAIN_MODULES:
+            raise
+        click.echo(f"error: this command needs {exc.name}: pip install 'vidhash[train]'", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)

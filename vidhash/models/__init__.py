@@ -1,17 +1,28 @@
-"""Networks, backbones, checkpoints and the shipped default models.
+"""Networks, backbones, checkpoints, the shipped default models, and their runtimes.
 
 ``load_model("default")`` / ``load_model("default-baseline")`` give the models shipped in
 ``vidhash/weights/`` (their sha256 is checked against ``vidhash/weights/models.json``);
 any other argument is a checkpoint path. See docs/MODELS.md.
+
+Two runtimes run a model: ONNX Runtime (:mod:`vidhash.models.ort`, the default, no torch)
+and torch (:mod:`vidhash.models.nets`, for training and where ONNX Runtime is missing).
+This module imports neither until a model is loaded, and never imports torch for the ONNX
+runtime. A model's ONNX graph (:mod:`vidhash.models.graph`) ships beside a shipped model;
+for another checkpoint it is ``x.onnx`` beside ``x.safetensors``, or else exported once
+into ``$VIDHASH_CACHE/onnx/<model_id>.onnx`` (which needs torch).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 from importlib import resources
 from pathlib import Path
 
-from vidhash.errors import CheckpointError
+from vidhash.errors import CheckpointError, UsageError
+from vidhash.fsutil import cache_home, content_hash
+from vidhash.models.header import read_header
 
 SHIPPED_NAMES = ("default", "default-baseline")
 
@@ -34,16 +45,70 @@ def shipped_path(name: str) -> Path:
     return Path(str(resources.files("vidhash.weights").joinpath(entry["file"])))
 
 
-def load_model(name_or_path: str, device: str = "cpu"):  # -> HashNet (lazy torch import)
-    """A hashing network ready to ``encode``: a shipped name or a checkpoint path.
+RUNTIMES = ("onnx", "torch")
 
-    Shipped files are verified against the sha256 in the registry, so a damaged or swapped
-    file is a :class:`CheckpointError`, never silently different codes.
+
+def default_runtime(device: str = "cpu") -> str:
+    """``onnx`` where ONNX Runtime is installed (and can run on ``device``), else ``torch``.
+
+    ``VIDHASH_RUNTIME=torch|onnx`` overrides the choice (benchmarks, a GPU box with torch).
     """
-    from vidhash.fsutil import content_hash
-    from vidhash.models.checkpoint import load_checkpoint
-    from vidhash.models.nets import HashNet
+    forced = os.environ.get("VIDHASH_RUNTIME")
+    if forced:
+        if forced not in RUNTIMES:
+            raise UsageError(f"VIDHASH_RUNTIME must be one of {', '.join(RUNTIMES)}")
+        return forced
+    if importlib.util.find_spec("onnxruntime") is None:
+        return "torch"
+    if device != "cpu":
+        import onnxruntime
 
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            return "torch"
+    return "onnx"
+
+
+def load_model(
+    name_or_path: str,
+    device: str = "cpu",
+    runtime: str | None = None,
+    *,
+    threads: int | None = None,
+    spin: bool = True,
+):  # -> OrtHashNet | HashNet
+    """A hashing network ready to ``embed``: a shipped name or a checkpoint path.
+
+    ``runtime``: ``onnx`` (ONNX Runtime, no torch) or ``torch``; None picks
+    :func:`default_runtime`. Both give the same codes and the same ``model_id`` (the
+    checkpoint's sha256). Shipped files are verified against the sha256 in the registry,
+    so a damaged or swapped file is a :class:`CheckpointError`, never different codes.
+    ``threads``/``spin``: ONNX Runtime's intra-op threads (see :mod:`vidhash.models.ort`).
+    """
+    runtime = runtime or default_runtime(device)
+    if runtime not in RUNTIMES:
+        raise UsageError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    path, model_id, name = _checked_file(name_or_path)
+    if read_header(path)["arch"] == "psp-seg":
+        raise CheckpointError(
+            f"{name_or_path} is a segmentation checkpoint; hashing needs a train-hash checkpoint"
+        )
+    if runtime == "torch":
+        _require_torch("the torch runtime")
+        from vidhash.models.checkpoint import load_checkpoint
+
+        model, _ = load_checkpoint(path, device)
+        model.model_id, model.model_name = model_id, name
+        return model
+    from vidhash.models.ort import OrtHashNet
+
+    graph = _graph(name_or_path, path, model_id)
+    return OrtHashNet.load(
+        path, graph, model_id=model_id, model_name=name, device=device, threads=threads, spin=spin
+    )
+
+
+def _checked_file(name_or_path: str) -> tuple[Path, str, str]:
+    """(checkpoint path, its sha256 = model_id, model name); shipped files hash-checked."""
     registry = shipped_models()
     if name_or_path in registry or name_or_path in SHIPPED_NAMES:
         path = shipped_path(name_or_path)
@@ -56,15 +121,58 @@ def load_model(name_or_path: str, device: str = "cpu"):  # -> HashNet (lazy torc
                 f"shipped model {name_or_path!r} fails its integrity check "
                 f"(sha256 {actual[:12]}.. != {expected[:12]}..): reinstall vidhash"
             )
-        model, _ = load_checkpoint(path, device)
-        model.model_name = name_or_path
-    else:
-        model, _ = load_checkpoint(name_or_path, device)
-    if not isinstance(model, HashNet):
+        return path, actual, name_or_path
+    path = Path(name_or_path)
+    header = read_header(path)  # a clear error for a missing or foreign file
+    return path, content_hash(path), header.get("name") or path.stem
+
+
+def graph_path(name_or_path: str, model_id: str) -> Path:
+    """Where the ONNX graph of a model lives: beside a shipped model in the package; for a
+    checkpoint, beside it (``x.onnx`` for ``x.safetensors``) or else the user cache."""
+    entry = shipped_models().get(name_or_path)
+    if entry is not None:
+        return Path(str(resources.files("vidhash.weights").joinpath(entry["graph"])))
+    beside = Path(name_or_path).with_suffix(".onnx")
+    return beside if beside.is_file() else cache_home() / "onnx" / f"{model_id}.onnx"
+
+
+def _graph(name_or_path: str, path: Path, model_id: str) -> bytes:
+    """The graph's bytes, exported once (with torch) into the cache when there is none."""
+    where = graph_path(name_or_path, model_id)
+    entry = shipped_models().get(name_or_path)
+    if entry is not None:
+        if not where.is_file() or content_hash(where) != entry["graph_sha256"]:
+            raise CheckpointError(
+                f"shipped model {name_or_path!r}'s graph {where.name} is missing or fails its "
+                "integrity check: reinstall vidhash"
+            )
+        return where.read_bytes()
+    if where.is_file():
+        return where.read_bytes()
+    _require_torch(f"exporting {path}'s ONNX graph (none at {where})")
+    export_model(path, where)
+    return where.read_bytes()
+
+
+def export_model(checkpoint: str | Path, out: str | Path | None = None) -> Path:
+    """Export a hashing checkpoint's ONNX graph (``out``: default beside it, ``x.onnx``)."""
+    from vidhash.models.checkpoint import load_checkpoint
+    from vidhash.models.graph import export_graph
+
+    model, _ = load_checkpoint(checkpoint)
+    out = Path(out) if out is not None else Path(checkpoint).with_suffix(".onnx")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return export_graph(model, out, content_hash(checkpoint))
+
+
+def _require_torch(what: str) -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
         raise CheckpointError(
-            f"{name_or_path} is a segmentation checkpoint; hashing needs a train-hash checkpoint"
-        )
-    return model
+            f"{what} needs torch, which this install lacks: pip install 'vidhash[train]'"
+        ) from None
 
 
 def __getattr__(name: str):
@@ -82,21 +190,25 @@ def __getattr__(name: str):
 
 def ship_model(name: str, checkpoint: str | Path, description: str, half: bool = True) -> dict:
     """Copy a train-hash checkpoint into ``vidhash/weights/<name>.safetensors`` (fp16 when
-    ``half``) and record its sha256 and metrics in ``models.json`` (maintainers only)."""
+    ``half``), export its graph beside it, and record both sha256 and the metrics in
+    ``models.json`` (maintainers only)."""
     import torch
 
-    from vidhash.fsutil import atomic_write_bytes, content_hash
+    from vidhash.fsutil import atomic_write_bytes
     from vidhash.models.checkpoint import load_checkpoint, save_checkpoint
 
     model, header = load_checkpoint(checkpoint)
     weights_dir = Path(str(resources.files("vidhash.weights")))
     target = weights_dir / f"{name}.safetensors"
     header = {**header, "name": name, "shipped_from": Path(checkpoint).name}
-    save_checkpoint(model, target, header, dtype=torch.float16 if half else None)
+    sha = save_checkpoint(model, target, header, dtype=torch.float16 if half else None)
+    graph = export_model(target, weights_dir / f"{name}.onnx")
     registry = shipped_models()
     registry[name] = {
         "file": target.name,
-        "sha256": content_hash(target),
+        "sha256": sha,
+        "graph": graph.name,
+        "graph_sha256": content_hash(graph),
         "arch": header["arch"],
         "backbone": header["backbone"]["name"],
         "code_bits": header["code_bits"],
@@ -112,6 +224,6 @@ def ship_model(name: str, checkpoint: str | Path, description: str, half: bool =
         "descriptor": header.get("descriptor"),
     }
     atomic_write_bytes(weights_dir / "models.json", json.dumps(registry, indent=1).encode())
-    for path in (target, weights_dir / "models.json"):
+    for path in (target, graph, weights_dir / "models.json"):
         path.chmod(0o644)  # package data: readable by everyone (temp files start as 0600)
     return registry[name]

@@ -19,11 +19,9 @@ from safetensors.torch import save_file
 from vidhash.errors import CheckpointError
 from vidhash.fsutil import atomic_path, content_hash
 from vidhash.models.backbones import get_backbone
+from vidhash.models.header import ARCHS, FORMAT_VERSION, META_KEY, read_header
+from vidhash.models.header import one_line as _one_line
 from vidhash.models.nets import BaselineHashNet, HashNet, PSPHashNet, PSPSegNet
-
-FORMAT_VERSION = 1
-META_KEY = "vidhash"
-ARCHS = ("psp", "baseline", "psp-seg")
 
 
 def save_checkpoint(
@@ -51,29 +49,6 @@ def save_checkpoint(
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(header)})
     return content_hash(path)
-
-
-def read_header(path: str | Path) -> dict:
-    """The JSON header of a vidhash checkpoint (CheckpointError when it is not one)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-    except Exception as exc:  # noqa: BLE001 - every parse failure is "damaged"
-        raise CheckpointError(
-            f"{path} is damaged or not a safetensors file ({_one_line(exc)})"
-        ) from exc
-    if META_KEY not in meta:
-        raise CheckpointError(f"{path} is a safetensors file but not a vidhash checkpoint")
-    try:
-        header = json.loads(meta[META_KEY])
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path} has a damaged vidhash header ({exc.msg})") from exc
-    if header.get("arch") not in ARCHS:
-        raise CheckpointError(f"{path}: unknown arch {header.get('arch')!r}")
-    return header
 
 
 def build_from_header(header: dict) -> torch.nn.Module:
@@ -155,8 +130,3 @@ def _restore_provenance(model: torch.nn.Module, header: dict) -> None:
         {k: v for k, v in recorded.items() if k in ("source", "license", "layer", "layers")}
     )
     backbone.weights_info = dataclasses.replace(backbone.weights_info, meta=meta)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]

@@ -18,25 +18,20 @@ class scores alone carry too little for classes the segmentation labels do not n
 
 from __future__ import annotations
 
-import math
-from typing import NamedTuple
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vidhash.models.backbones import Backbone
-from vidhash.models.descriptor import DTYPE as DESCRIPTOR_DTYPE
 from vidhash.models.descriptor import Descriptor
+from vidhash.models.encoder import CPU_MICRO_BATCH, GPU_MICRO_BATCH, Embedding, embed_batches
 from vidhash.models.neck import FusionNeck
 from vidhash.models.psp import PSPDecoder, SegmentationHead
 
 HEAD_INPUTS = ("scores", "stacked", "both")
 CODE_LENGTHS = (12, 16, 32, 48, 64, 128)
 # Forward micro-batches for encode(): small on CPU (cache-bound), large on GPU.
-CPU_MICRO_BATCH = 4
-GPU_MICRO_BATCH = 64
 
 
 def _level_channels(backbone: Backbone, levels: list[str]) -> int:
@@ -105,14 +100,6 @@ class HashHead(nn.Module):
         """(r in (0,1) of shape (N, L), class logits (N, C)). Softmax lives in the loss."""
         r = torch.sigmoid(self.hash(self.fc(features)))
         return r, self.classifier(r)
-
-
-class Embedding(NamedTuple):
-    """What :meth:`HashNet.embed` gives: packed codes and (when the model has one) the
-    unit-length float16 descriptors (:mod:`vidhash.models.descriptor`)."""
-
-    codes: np.ndarray  # (N, ceil(L/8)) uint8
-    descriptors: np.ndarray | None  # (N, dims) float16
 
 
 class HashNet(nn.Module):
@@ -190,36 +177,23 @@ class HashNet(nn.Module):
         """
         if batch_size is None:
             batch_size = CPU_MICRO_BATCH if self.device.type == "cpu" else GPU_MICRO_BATCH
-        images = np.asarray(images)
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(
-                f"encode expects uint8 RGB (N,H,W,3), got {images.dtype} {images.shape}"
-            )
-        n_bytes = math.ceil(self.code_bits / 8)
-        dims = self.descriptor_dims
-        if len(images) == 0:
-            empty = np.zeros((0, dims), DESCRIPTOR_DTYPE) if dims else None
-            return Embedding(np.zeros((0, n_bytes), np.uint8), empty)
         was_training = self.training
         self.eval()
-        codes, descriptors = [], []
         try:
             with torch.inference_mode():
-                for start in range(0, len(images), batch_size):
-                    batch = torch.from_numpy(
-                        np.ascontiguousarray(images[start : start + batch_size])
-                    )
-                    x = batch.to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-                    r, desc = self._embed_batch(x)
-                    codes.append(np.packbits((r >= 0.5).cpu().numpy(), axis=1))
-                    if desc is not None:
-                        descriptors.append(desc.cpu().numpy().astype(DESCRIPTOR_DTYPE))
+                return embed_batches(
+                    images, batch_size, self.code_bits, self.descriptor_dims, self.floats
+                )
         finally:
             self.train(was_training)
-        return Embedding(
-            np.concatenate(codes).astype(np.uint8, copy=False),
-            np.concatenate(descriptors) if descriptors else None,
-        )
+
+    def floats(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """One micro-batch of uint8 crops -> (r, descriptors) as float32 numpy: the
+        network's float outputs, before thresholding (what runtimes are compared on)."""
+        with torch.inference_mode():
+            x = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+            r, desc = self._embed_batch(x)
+        return r.float().cpu().numpy(), None if desc is None else desc.float().cpu().numpy()
 
 
 class _PSPMap(nn.Module):
