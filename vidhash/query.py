@@ -25,12 +25,10 @@ import numpy as np
 from vidhash.errors import DecodeError, InputError, ModelMismatchError, UsageError
 from vidhash.fsutil import content_hash
 from vidhash.index import search
-from vidhash.index.store import describe_model, rebuild_hint
+from vidhash.index.paths import describe_model, rebuild_hint
 from vidhash.media import read_rgb
 from vidhash.models import SHIPPED_NAMES, load_model, shipped_models
 from vidhash.transforms import DEFAULT_SIZE, center_crop_resize
-from vidhash.video.sampling import frame_at
-from vidhash.video.stream import open_video, require_backend
 
 
 def available_model_id(name: str) -> tuple[str | None, str]:
@@ -88,6 +86,9 @@ def frame_pixels(
     video: str | os.PathLike, at: float, backend: str = "pyav", size: int = DEFAULT_SIZE
 ) -> np.ndarray:
     """The frame on screen at ``at`` seconds (the stream's clock, as ``pts_time``)."""
+    from vidhash.video.sampling import frame_at  # video decoding only for frame queries
+    from vidhash.video.stream import open_video, require_backend
+
     require_backend(backend)
     path = Path(video)
     if not path.is_file():

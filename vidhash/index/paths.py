@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 TABLES = ("meta", "videos", "keyframes", "annotations")
 PART_PREFIX = "part-"
@@ -58,3 +59,13 @@ def parts(directory: Path) -> dict[str, Path]:
 def descriptor_dims(meta: dict | None) -> int:
     """The descriptor's dimensions an index's meta records (0: none, codes only)."""
     return int((meta or {}).get("descriptor_dims") or 0)
+
+
+def describe_model(meta: dict[str, Any]) -> str:
+    """``name (sha256 abcdef123456, vidhash 0.1.0)``: which model made an index."""
+    version = meta.get("vidhash_version") or "unknown"
+    return f"{meta.get('model_name')} (sha256 {str(meta['model_id'])[:12]}, vidhash {version})"
+
+
+def rebuild_hint(root: str | os.PathLike) -> str:
+    return f"rebuild it with: vidhash index INPUT --out {root} --reindex"

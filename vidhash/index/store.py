@@ -43,18 +43,8 @@ from vidhash.index.layout import (
     write_parquet,
 )
 from vidhash.index.parts import PartStore
-from vidhash.index.paths import descriptor_dims
+from vidhash.index.paths import describe_model, descriptor_dims, rebuild_hint
 from vidhash.index.searchwriter import SearchWriter, enabled
-
-
-def describe_model(meta: dict[str, Any]) -> str:
-    """``name (sha256 abcdef123456, vidhash 0.1.0)``: which model made an index."""
-    version = meta.get("vidhash_version") or "unknown"
-    return f"{meta.get('model_name')} (sha256 {str(meta['model_id'])[:12]}, vidhash {version})"
-
-
-def rebuild_hint(root: str | os.PathLike) -> str:
-    return f"rebuild it with: vidhash index INPUT --out {root} --reindex"
 
 
 class IndexStore(PartStore):
