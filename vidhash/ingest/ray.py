@@ -42,7 +42,7 @@ class _EncodeActor:
     def __init__(self, model: str, device: str) -> None:
         from vidhash.models import load_model
 
-        self.model = load_model(model, device=device)
+        self.model = load_model(model, device=device, spin=False)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         frames = ~batch["end"].astype(bool)

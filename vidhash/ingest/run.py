@@ -307,7 +307,8 @@ def build_index(
 
     options = (options or IngestOptions()).validate()
     found = discover(inputs)
-    encoder = load_model(model, device=device) if isinstance(model, str) else model
+    # Decode threads share the cores: idle inference threads sleep instead of spinning.
+    encoder = load_model(model, device=device, spin=False) if isinstance(model, str) else model
     source = model if isinstance(model, str) else None
     with open_index(out, encoder, source, reindex=reindex) as sink:
         return run(

@@ -108,6 +108,7 @@ class HashNet(nn.Module):
     backbone: Backbone
     head: HashHead
     descriptor: Descriptor | None
+    runtime = "torch"  # what runs it (vidhash.models.ort.OrtHashNet says "onnx")
 
     def __init__(self) -> None:
         super().__init__()
