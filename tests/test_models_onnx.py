@@ -92,7 +92,9 @@ def test_a_checkpoints_graph_is_exported_once_into_the_cache(
     (tmp_path / "net1.onnx").write_bytes(cached.read_bytes())  # net0's graph beside net1
     with pytest.raises(CheckpointError, match="another model"):
         vm.load_model(str(paths[1]), runtime="onnx")
-    vm.export_model(paths[1])  # its own graph, beside it
+    from vidhash.cli import main
+
+    main(["models", "--export", str(paths[1])])  # its own graph, beside it
     assert vm.graph_path(str(paths[1]), "x") == tmp_path / "net1.onnx"
     assert vm.load_model(str(paths[1]), runtime="onnx").encode(crops[:2]).shape == (2, 6)
 

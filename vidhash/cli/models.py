@@ -17,12 +17,25 @@ import click
 )
 @click.option("--description", default="", help="with --ship: one line for the listing")
 @click.option("--full-precision", is_flag=True, help="with --ship: keep float32 tensors")
+@click.option(
+    "--export",
+    "export",
+    metavar="CHECKPOINT",
+    help="write CHECKPOINT's ONNX graph beside it (x.onnx), for machines without torch",
+)
 def command(
-    as_json: bool, ship: tuple[str, str] | None, description: str, full_precision: bool
+    as_json: bool,
+    ship: tuple[str, str] | None,
+    description: str,
+    full_precision: bool,
+    export: str | None,
 ) -> None:
     """List the models shipped inside the package (usable as --model NAME)."""
-    from vidhash.models import ship_model, shipped_models, shipped_path
+    from vidhash.models import export_model, ship_model, shipped_models, shipped_path
 
+    if export:
+        click.echo(export_model(export))
+        return
     if ship:
         entry = ship_model(ship[0], ship[1], description, half=not full_precision)
         click.echo(json.dumps({ship[0]: entry}, indent=1))
