@@ -116,6 +116,42 @@ def test_runtime_choice(monkeypatch: pytest.MonkeyPatch) -> None:
         vm.default_runtime()
 
 
+TORCH_SIDE = (
+    "vidhash.models.backbones",
+    "vidhash.models.lite",
+    "vidhash.models.neck",
+    "vidhash.models.psp",
+    "vidhash.models.nets",
+    "vidhash.models.descriptor",
+    "vidhash.models.checkpoint",
+    "vidhash.models.graph",
+    "vidhash.train",
+    "vidhash.cli.train_hash",
+    "vidhash.cli.train_seg",
+    "vidhash.cli._train",
+    "vidhash.cli.fit_descriptor",
+)
+
+
+def test_every_module_but_the_torch_side_imports_without_torch() -> None:
+    import pkgutil
+
+    import vidhash
+
+    names = [
+        m.name
+        for m in pkgutil.walk_packages(vidhash.__path__, "vidhash.")
+        if not m.name.startswith(TORCH_SIDE) and not m.name.endswith("__main__")
+    ]
+    code = (
+        "import importlib, sys; sys.modules.update(torch=None, torchvision=None)\n"
+        f"for name in {names!r}: importlib.import_module(name)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(names) > 60
+
+
 NO_TORCH = (
     "import sys; sys.modules.update(torch=None, torchvision=None); "
     "from vidhash.cli import main; sys.argv[0] = 'vidhash'; main()"
