@@ -192,7 +192,9 @@ class HashNet(nn.Module):
         """One micro-batch of uint8 crops -> (r, descriptors) as float32 numpy: the
         network's float outputs, before thresholding (what runtimes are compared on)."""
         with torch.inference_mode():
-            x = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+            # a read-only array (a decoded frame's view) is copied: torch wants writable memory
+            pixels = torch.from_numpy(np.require(images, requirements="W"))
+            x = pixels.to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
             r, desc = self._embed_batch(x)
         return r.float().cpu().numpy(), None if desc is None else desc.float().cpu().numpy()
 
