@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import sys
 import tarfile
 import tempfile
@@ -51,6 +50,7 @@ sys.path.insert(0, str(REPO))
 from vidhash.errors import DecodeError  # noqa: E402
 from vidhash.eval.concepts import IndexData, evaluate_concepts  # noqa: E402
 from vidhash.fsutil import content_hash  # noqa: E402
+from vidhash.index.annotate import resolve_labels  # noqa: E402
 from vidhash.index.codes import pack_bits  # noqa: E402
 from vidhash.media import read_rgb  # noqa: E402
 from vidhash.models import load_model  # noqa: E402
@@ -76,24 +76,22 @@ def intel_split(root: Path, split: str) -> tuple[list[np.ndarray], list[str]]:
 
 
 def video_keyframes(folder: Path) -> tuple[list[np.ndarray], pd.DataFrame, pd.DataFrame]:
-    """Keyframes (every 2 s, fast mode) of every shared video, with their labels."""
-    rules = list(csv.DictReader(VIDEO_LABELS.open()))
-    crops, rows, labels = [], [], []
+    """Keyframes (every 2 s, fast mode) of every shared video, with their labels (read by
+    ``vidhash annotate``'s own rules)."""
+    crops, rows, videos = [], [], []
     for video in sorted(p for p in folder.iterdir() if p.suffix.lower() != ".md"):
         digest = content_hash(video)
+        videos.append({"video_path": str(video), "content_hash": digest, "status": "ok"})
         try:
             for kf in iter_keyframes(video, video_hash=digest):
                 crops.append(kf.image)
-                rows.append({"keyframe_id": kf.keyframe_id, "video_id": digest})
-                for rule in rules:
-                    start = float(rule["start"]) if rule["start"] else -1.0
-                    end = float(rule["end"]) if rule["end"] else float("inf")
-                    if rule["video"] == video.name and start <= kf.pts_time <= end:
-                        labels.append((kf.keyframe_id, rule["concept"], rule["group"]))
+                rows.append({"keyframe_id": kf.keyframe_id, "video_id": digest,
+                             "pts_time": kf.pts_time})  # fmt: skip
         except DecodeError:  # a damaged video gives the keyframes it gave
             pass
-    annotations = pd.DataFrame(labels, columns=["keyframe_id", "concept", "group"])
-    return crops, pd.DataFrame(rows), annotations
+    keyframes = pd.DataFrame(rows)
+    annotations, _, _ = resolve_labels(VIDEO_LABELS, keyframes, pd.DataFrame(videos))
+    return crops, keyframes[["keyframe_id", "video_id"]], annotations
 
 
 def anchor_features(crops: list[np.ndarray], backbone) -> np.ndarray:

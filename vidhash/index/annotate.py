@@ -102,13 +102,22 @@ def parse_labels(
 
     Raises :class:`InputError` listing every bad row when any row is bad.
     """
+    keyframes = store.read_table("keyframes")[["keyframe_id", "video_id", "pts_time"]]
+    return resolve_labels(labels_csv, keyframes, store.read_table("videos"))
+
+
+def resolve_labels(
+    labels_csv: str | os.PathLike, keyframes: pd.DataFrame, videos: pd.DataFrame
+) -> tuple[pd.DataFrame, int, list[int]]:
+    """:func:`parse_labels` against given tables: ``keyframes`` (keyframe_id, video_id,
+    pts_time) and ``videos`` (video_path, content_hash, status), e.g. a benchmark's own
+    keyframes, so that every labels CSV is read by these rules."""
     path = Path(labels_csv)
     if not path.is_file():
         raise InputError(f"labels file not found: {path}")
-    keyframes = store.read_table("keyframes")[["keyframe_id", "video_id", "pts_time"]]
     known_ids = set(keyframes["keyframe_id"])
     frames_of = {vid: frame for vid, frame in keyframes.groupby("video_id")}
-    resolver = _VideoResolver(store.read_table("videos"))
+    resolver = _VideoResolver(videos)
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
