@@ -75,6 +75,20 @@ class DecodedFrame:
         return self._to_rgb()
 
 
+# Containers whose index lists every frame (so "index shorter than header" means frames lost).
+FULL_INDEX_FORMATS = ("avi", "mov,mp4,m4a,3gp,3g2,mj2")
+
+
+def lost_frames(container: str, listed: int, declared: int | None, what: str) -> str | None:
+    """The :attr:`VideoInfo.problem` of a file whose container lists fewer frames than its
+    header declares (a truncated download), or None; ``what`` names what was counted."""
+    if not declared or container not in FULL_INDEX_FORMATS or not 1 < listed < declared * 0.99:
+        return None
+    return (
+        f"{what} {listed} of the {declared} frames its header declares; the rest cannot be decoded"
+    )
+
+
 def looks_constant_rate(
     average: float | None, nominal: float | None, count: int | None, duration: float | None
 ) -> bool:

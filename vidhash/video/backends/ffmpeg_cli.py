@@ -24,12 +24,17 @@ import ffmpeg
 import numpy as np
 
 from vidhash.errors import DecodeError
-from vidhash.video.stream import DecodedFrame, VideoInfo, VideoStream, looks_constant_rate
+from vidhash.video.stream import (
+    FULL_INDEX_FORMATS,
+    DecodedFrame,
+    VideoInfo,
+    VideoStream,
+    looks_constant_rate,
+    lost_frames,
+)
 
 _SHOWINFO = re.compile(r"\bn:\s*(\d+)\s+pts:\s*(-?\d+)\s+pts_time:\s*(-?[\d.e+-]+).*?iskey:(\d)")
 _END = object()
-# Containers whose packets are every frame (so "fewer packets than the header" means frames lost).
-_FULL_INDEX_FORMATS = ("avi", "mov,mp4,m4a,3gp,3g2,mj2")
 
 
 def _rate(text: str | None) -> float | None:
@@ -91,13 +96,9 @@ class FFmpegStream(VideoStream):
         cfr = looks_constant_rate(avg, real, count, seconds)
         problem = None
         container = fmt.get("format_name", "")
-        if count and container in _FULL_INDEX_FORMATS:
+        if count and container in FULL_INDEX_FORMATS:
             self.keyframe_times()  # also counts the packets
-            if 1 < self._packets < count * 0.99:
-                problem = (
-                    f"the file holds {self._packets} of the {count} frames its header "
-                    "declares; the rest cannot be decoded"
-                )
+            problem = lost_frames(container, self._packets, count, "the file holds")
         return VideoInfo(
             path=str(self.path),
             backend=self.name,

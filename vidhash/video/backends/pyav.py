@@ -21,11 +21,9 @@ from vidhash.video.stream import (
     VideoInfo,
     VideoStream,
     looks_constant_rate,
+    lost_frames,
     upright,
 )
-
-# Containers whose index lists every frame (so "index shorter than header" means frames lost).
-_FULL_INDEX_FORMATS = ("avi", "mov,mp4,m4a,3gp,3g2,mj2")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -77,14 +75,9 @@ class PyAVStream(VideoStream):
         width, height = stream.codec_context.width, stream.codec_context.height
         if rotation % 180:
             width, height = height, width
-        problem = None
-        if declared and container.format.name in _FULL_INDEX_FORMATS:
-            indexed = len(stream.index_entries)
-            if 1 < indexed < declared * 0.99:
-                problem = (
-                    f"container index lists {indexed} of the {declared} frames its header "
-                    "declares; the rest cannot be decoded"
-                )
+        problem = lost_frames(
+            container.format.name, len(stream.index_entries), declared, "container index lists"
+        )
         return VideoInfo(
             path=str(self.path),
             backend=self.name,
