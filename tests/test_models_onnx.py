@@ -196,3 +196,18 @@ def test_index_and_search_without_torch(tmp_path: Path, default_model) -> None:
     torch_code = default_model.encode(crop[None])[0]
     stored = index.code_of(hit.keyframe_id)
     assert (np.unpackbits(stored) != np.unpackbits(torch_code)).sum() <= 1
+
+
+def test_a_model_card_reads_identity_and_shape_without_a_runtime() -> None:
+    card = vm.model_card("default")
+    net = vm.load_model("default")
+    assert (card.model_id, card.model_name, card.code_bits, card.descriptor_dims) == (
+        net.model_id,
+        net.model_name,
+        net.code_bits,
+        net.descriptor_dims,
+    )
+    import torch
+
+    assert vm.resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert vm.resolve_device("cpu") == "cpu"

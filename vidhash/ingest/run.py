@@ -303,12 +303,16 @@ def build_index(
 ) -> Summary:
     """Index every input into ``out`` with ``model`` (a shipped name, a checkpoint path or
     a loaded network). A model other than the index's is refused unless ``reindex``."""
-    from vidhash.models import load_model
+    from vidhash.models import load_model, model_card
 
     options = (options or IngestOptions()).validate()
     found = discover(inputs)
-    # Decode threads share the cores: idle inference threads sleep instead of spinning.
-    encoder = load_model(model, device=device, spin=False) if isinstance(model, str) else model
+    if not isinstance(model, str):
+        encoder = model
+    elif getattr(distributor, "model", None) is not None:
+        encoder = model_card(model)  # the distributor's workers load and run it
+    else:  # decode threads share the cores: idle inference threads sleep, not spin
+        encoder = load_model(model, device=device, spin=False)
     source = model if isinstance(model, str) else None
     with open_index(out, encoder, source, reindex=reindex) as sink:
         return run(

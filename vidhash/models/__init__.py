@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -68,6 +69,43 @@ def default_runtime(device: str = "cpu") -> str:
     return "onnx"
 
 
+@dataclass(frozen=True)
+class ModelCard:
+    """A model's identity and shape, read from its checkpoint without loading a runtime:
+    what an index records (its meta) where another process does the encoding (Ray)."""
+
+    model_id: str
+    model_name: str
+    code_bits: int
+    descriptor_dims: int
+    config: dict
+
+
+def model_card(name_or_path: str) -> ModelCard:
+    """The card of a shipped name or checkpoint path (the file hash-checked as for loading)."""
+    path, model_id, name = _checked_file(name_or_path)
+    header = read_header(path)
+    dims = int((header.get("descriptor") or {}).get("dims", 0))
+    return ModelCard(model_id, name, int(header["code_bits"]), dims, header)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` where a GPU can run the models (ONNX Runtime's CUDA provider, or
+    torch with CUDA), else ``cpu``; other names as given."""
+    if device != "auto":
+        return device
+    if importlib.util.find_spec("onnxruntime") is not None:
+        import onnxruntime
+
+        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            return "cuda"
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def load_model(
     name_or_path: str,
     device: str = "cpu",
@@ -83,7 +121,9 @@ def load_model(
     checkpoint's sha256). Shipped files are verified against the sha256 in the registry,
     so a damaged or swapped file is a :class:`CheckpointError`, never different codes.
     ``threads``/``spin``: ONNX Runtime's intra-op threads (see :mod:`vidhash.models.ort`).
+    ``device``: ``cpu``, ``cuda[:N]`` or ``auto`` (:func:`resolve_device`).
     """
+    device = resolve_device(device)
     runtime = runtime or default_runtime(device)
     if runtime not in RUNTIMES:
         raise UsageError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
