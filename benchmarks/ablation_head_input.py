@@ -42,7 +42,7 @@ def main() -> None:
     rows = []
     for variant in args.variants:
         arch = "baseline" if variant == "baseline" else "psp"
-        cfg = HashConfig(
+        cfg = HashConfig.from_options(
             train_dir=args.train,
             test_dir=args.test,
             out=str(Path(args.out_dir) / f"{variant}-w{args.width}.safetensors"),

@@ -8,7 +8,7 @@ import torch
 
 from vidhash.models.backbones import get_backbone
 from vidhash.models.nets import BaselineHashNet, PSPHashNet
-from vidhash.train.hashing import HashConfig, frozen_modules
+from vidhash.train.hashing import frozen_modules
 
 
 @pytest.fixture(scope="module")
@@ -17,8 +17,8 @@ def psp_net() -> PSPHashNet:
     return PSPHashNet(get_backbone("efficientnet_lite0", "none"), 7, 32, 48, 3, width=64)
 
 
-def _grads_after_step(net, cfg: HashConfig) -> dict[str, bool]:
-    for module in frozen_modules(net, cfg):
+def _grads_after_step(net, **frozen: bool) -> dict[str, bool]:
+    for module in frozen_modules(net, **frozen):
         for p in module.parameters():
             p.requires_grad_(False)
     net.zero_grad(set_to_none=True)
@@ -34,8 +34,7 @@ def _grads_after_step(net, cfg: HashConfig) -> dict[str, bool]:
 
 
 def test_frozen_backbone_and_psp_get_no_gradient_head_does(psp_net: PSPHashNet) -> None:
-    cfg = HashConfig("", "", "", freeze_backbone=True, freeze_psp=True)
-    got = _grads_after_step(psp_net, cfg)
+    got = _grads_after_step(psp_net, freeze_backbone=True, freeze_psp=True)
     assert got == {"backbone": False, "head": True, "decoder": False, "seg_head": False}
 
 
@@ -43,18 +42,18 @@ def test_trainable_psp_learns_with_a_frozen_backbone() -> None:
     torch.manual_seed(0)
     backbone = get_backbone("efficientnet_lite0", "none")
     net = PSPHashNet(backbone, 7, 32, 48, 3, width=64, head_input="both")
-    got = _grads_after_step(net, HashConfig("", "", "", freeze_backbone=True, freeze_psp=False))
+    got = _grads_after_step(net, freeze_backbone=True, freeze_psp=False)
     assert got == {"backbone": False, "head": True, "decoder": True, "seg_head": True}
     # Reading only the stacked map, the class-score conv is not on the path: nothing to learn.
     net = PSPHashNet(backbone, 7, 32, 48, 3, width=64, head_input="stacked")
-    got = _grads_after_step(net, HashConfig("", "", "", freeze_backbone=True, freeze_psp=False))
+    got = _grads_after_step(net, freeze_backbone=True, freeze_psp=False)
     assert got == {"backbone": False, "head": True, "decoder": True, "seg_head": False}
 
 
 def test_baseline_has_the_same_head_reading_the_pooled_backbone_map() -> None:
     net = BaselineHashNet(get_backbone("efficientnet_lite0", "none"), 48, 3, width=64, pool=4)
     assert net.head.fc[0].in_features == 40 * 16
-    got = _grads_after_step(net, HashConfig("", "", "", arch="baseline", freeze_backbone=False))
+    got = _grads_after_step(net, freeze_backbone=False)
     assert got == {"backbone": True, "head": True}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from vidhash.errors import UsageError
 from vidhash.train.objectives import HashObjective, balance, neighbourhood_kl
 
 
@@ -52,5 +53,5 @@ def test_a_few_steps_lower_the_distill_loss() -> None:
         losses.append(float(loss.detach()))
     assert set(parts) == {"cls", "sim", "quant", "balance"}
     assert losses[-1] < 0.8 * losses[0]
-    with pytest.raises(ValueError, match="objective"):
+    with pytest.raises(UsageError, match="objective"):
         HashObjective("triplet")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def test_voc_without_labels_file_uses_pascal_voc_2012_classes(voc_roots: list[Pa
 @pytest.fixture(scope="module")
 def seg_checkpoint(voc_roots: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("seg") / "seg.safetensors"
-    cfg = SegConfig(
+    cfg = SegConfig.from_options(
         data=[str(r) for r in voc_roots], out=str(out), decoder_channels=16, epochs=4,
         lr=0.05, lr_after=0.05, batch_size=4, device="cpu",
         cache_dir=str(out.parent / "cache"),
@@ -124,8 +125,9 @@ def test_baseline_hash_steps_lower_the_loss_and_report_map(
     image_folder: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "baseline.safetensors"
-    cfg = HashConfig(
-        str(image_folder / "train"), str(image_folder / "test"), str(out), arch="baseline",
+    cfg = HashConfig.from_options(
+        train_dir=str(image_folder / "train"), test_dir=str(image_folder / "test"),
+        out=str(out), arch="baseline",
         objective="paper", bits=12, width=32, epochs=5, lr=0.05, lr_after=0.05, batch_size=4,
         device="cpu",
         cache_dir=str(tmp_path / "cache"), topk=5,
@@ -135,7 +137,7 @@ def test_baseline_hash_steps_lower_the_loss_and_report_map(
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert 0.0 <= metrics["map@5"] <= 1.0 and 0.0 <= metrics["map@all"] <= 1.0
     assert metrics["queries"] == 4 and metrics["database"] == 12
-    model = load_model(str(out))
+    model = load_model(str(out), runtime="torch")
     assert model.classes == ["cat", "cup"] and model.code_bits == 12
 
 
@@ -158,7 +160,7 @@ def test_psp_hash_cli_trains_and_resumes(
     header = read_header(out)
     assert [h["epoch"] for h in header["train"]["history"]] == [1, 2, 3]
     assert header["head"]["input"] == "stacked" and header["code_bits"] == 16
-    frozen = load_model(str(out))
+    frozen = load_model(str(out), runtime="torch")
     original, _ = load_checkpoint(seg_checkpoint)
     for name, tensor in original.decoder.state_dict().items():
         assert torch.equal(frozen.decoder.state_dict()[name], tensor), name
@@ -176,8 +178,10 @@ def test_trainable_psp_and_trainable_backbone_paths(
         cache_dir=str(tmp_path / "cache"), topk=5, seg_checkpoint=str(seg_checkpoint),
     )  # fmt: skip
     psp_out = tmp_path / "psp-train.safetensors"
-    train_hashing(HashConfig(out=str(psp_out), arch="psp", freeze_psp=False, **common), print)
-    trained = load_model(str(psp_out))
+    train_hashing(
+        HashConfig.from_options(out=str(psp_out), arch="psp", freeze_psp=False, **common), print
+    )
+    trained = load_model(str(psp_out), runtime="torch")
     original, _ = load_checkpoint(seg_checkpoint)
     stream = "streams.1.conv.weight"  # on the stacked path (the fusion conv is not)
     assert not torch.equal(
@@ -187,7 +191,10 @@ def test_trainable_psp_and_trainable_backbone_paths(
                        original.backbone.state_dict()["body._conv_stem.weight"])  # fmt: skip
     full_out = tmp_path / "full.safetensors"
     train_hashing(
-        HashConfig(out=str(full_out), arch="baseline", freeze_backbone=False, **common), print
+        HashConfig.from_options(
+            out=str(full_out), arch="baseline", freeze_backbone=False, **common
+        ),
+        print,
     )
     assert len(read_header(full_out)["train"]["history"]) == 2
 
@@ -204,8 +211,9 @@ def test_distill_run_with_an_unlabelled_pool_records_data_and_provenance(
     media.make_video(pool / "clip.mp4", codec="h264", seconds=3, fps=5, gop=5)
     media.make_image(pool / "photo.jpg", name="rocket", size=(120, 90))
     out = tmp_path / "distill.safetensors"
-    cfg = HashConfig(
-        [str(image_folder / "train")], str(image_folder / "test"), str(out), arch="psp",
+    cfg = HashConfig.from_options(
+        train_dir=[str(image_folder / "train")], test_dir=str(image_folder / "test"),
+        out=str(out), arch="psp",
         seg_checkpoint=str(seg_checkpoint), bits=16, width=32, pool=1, epochs=4,
         batch_size=8, lr=0.01, unlabelled=[str(pool)], views=2, device="cpu",
         cache_dir=str(tmp_path / "cache"), topk=5,
@@ -224,7 +232,7 @@ def test_distill_run_with_an_unlabelled_pool_records_data_and_provenance(
     assert metrics["database"] == 12 and metrics["queries"] == 4
     # Same seed, same data: the same codes (the caches are reused, the run is repeatable).
     again = tmp_path / "again.safetensors"
-    train_hashing(HashConfig(**{**cfg.__dict__, "out": str(again)}), log=lambda s: None)
+    train_hashing(dataclasses.replace(cfg, out=str(again)), log=lambda s: None)
     images = np.random.default_rng(0).integers(0, 256, (4, 224, 224, 3), dtype=np.uint8)
-    first, second = load_model(str(out)), load_model(str(again))
+    first, second = load_model(str(out), runtime="torch"), load_model(str(again), runtime="torch")
     assert np.array_equal(first.encode(images), second.encode(images))

@@ -19,6 +19,8 @@ from vidhash.errors import CheckpointError
 FORMAT_VERSION = 1
 META_KEY = "vidhash"
 ARCHS = ("psp", "baseline", "psp-seg")
+HEAD_INPUTS = ("scores", "stacked", "both")  # what a PSP hash head reads
+CODE_LENGTHS = (12, 16, 32, 48, 64, 128)
 
 
 def read_header(path: str | Path) -> dict:

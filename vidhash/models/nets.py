@@ -26,11 +26,10 @@ from torch import nn
 from vidhash.models.backbones import Backbone
 from vidhash.models.descriptor import Descriptor
 from vidhash.models.encoder import CPU_MICRO_BATCH, GPU_MICRO_BATCH, Embedding, embed_batches
+from vidhash.models.header import CODE_LENGTHS, HEAD_INPUTS  # noqa: F401 - re-exported
 from vidhash.models.neck import FusionNeck
 from vidhash.models.psp import PSPDecoder, SegmentationHead
 
-HEAD_INPUTS = ("scores", "stacked", "both")
-CODE_LENGTHS = (12, 16, 32, 48, 64, 128)
 # Forward micro-batches for encode(): small on CPU (cache-bound), large on GPU.
 
 

@@ -147,6 +147,51 @@ def backbone_cache_key(backbone: torch.nn.Module, name: str, size: int) -> dict:
     return {"stage": "backbone", "backbone": name, "weights": state_digest(backbone), "size": size}
 
 
+# Cached rows: one array, or one per map name (a multi-scale backbone's levels).
+Cached = ChunkedArray | dict[str, ChunkedArray]
+Rows = torch.Tensor | dict[str, torch.Tensor]
+
+
+def backbone_maps(
+    backbone: torch.nn.Module,
+    name: str,
+    images: Sequence,
+    keys: Sequence[str],
+    levels: list[str],
+    *,
+    size: int,
+    seed: int,
+    cache_dir: str | Path,
+    device: torch.device | str,
+    desc: str,
+) -> Cached:
+    """The frozen ``backbone``'s ``levels`` (all of its output when empty) for every row of
+    ``images`` (a :class:`~vidhash.train.datasets.Views`: ``n_views`` rows per item; ``keys``:
+    one per item), cached on disk. Keyed by the backbone alone (name, weights), the levels,
+    crops and seed, so both phases, the proposed net, its baseline and later runs share it."""
+    backbone.eval()
+
+    def compute(x: torch.Tensor) -> Rows:
+        out = backbone(x)
+        return {k: out[k] for k in levels} if levels else out
+
+    n_views = getattr(images, "n_views", 1)
+    key = {**backbone_cache_key(backbone, name, size), "levels": levels, "views": n_views,
+           "seed": seed}  # fmt: skip
+    return cached_outputs(
+        compute, images, key, Path(cache_dir).expanduser(), None, str(device), desc=desc,
+        chunk_keys=chunk_fingerprints([k for k in keys for _ in range(n_views)]),
+    )  # fmt: skip
+
+
+def rows(arrays: Cached | np.ndarray, idx: np.ndarray, device: torch.device | str) -> Rows:
+    """Cached rows as float32 tensors on ``device``: one array, or a dict of them
+    (multi-scale maps) -> a dict of tensors."""
+    if isinstance(arrays, dict):
+        return {k: rows(v, idx, device) for k, v in arrays.items()}
+    return torch.from_numpy(np.asarray(arrays[idx], np.float32)).to(device)
+
+
 def chunk_fingerprints(paths: Sequence, chunk_size: int = 1000) -> list[str]:
     """One fingerprint per chunk of an ordered file list (the chunk keys of the cache)."""
     return [files_fingerprint(paths[i : i + chunk_size]) for i in range(0, len(paths), chunk_size)]

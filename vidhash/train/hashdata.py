@@ -10,9 +10,9 @@ frozen backbone's own pooled features whose similarities the ``distill`` objecti
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,11 +22,9 @@ from vidhash.errors import UsageError
 from vidhash.models.backbones import get_backbone
 from vidhash.models.checkpoint import load_checkpoint
 from vidhash.models.nets import BaselineHashNet, HashNet, PSPHashNet, PSPSegNet
+from vidhash.train.config import HashData, HashHead
 from vidhash.train.datasets import ImageFolderSet
 from vidhash.train.pool import UnlabelledPool
-
-if TYPE_CHECKING:
-    from vidhash.train.hashing import HashConfig
 
 DEFAULT_LEVELS = ("s8", "s16", "head")
 
@@ -44,9 +42,9 @@ class TrainingSet:
     _starts: list[int] = field(default_factory=list)
 
     @classmethod
-    def open(cls, cfg: HashConfig, log=print) -> TrainingSet:
-        roots = [Path(r) for r in cfg.train_dir]
-        sets = [ImageFolderSet.open(r, cfg.size, cfg.train_per_class) for r in roots]
+    def open(cls, data: HashData, log: Callable[[str], None] = print) -> TrainingSet:
+        roots = [Path(r) for r in data.train_dir]
+        sets = [ImageFolderSet.open(r, data.size, data.train_per_class) for r in roots]
         if len(sets) == 1:
             classes = list(sets[0].classes)
             labels = [np.asarray(sets[0].targets)]
@@ -57,16 +55,16 @@ class TrainingSet:
                 classes += [f"{root.parent.name}/{root.name}/{c}" for c in ds.classes]
         sources: list = list(sets)
         names = [str(r) for r in roots]
-        if cfg.unlabelled:
-            pool = UnlabelledPool.open(cfg.unlabelled, cfg.unlabelled_every, size=cfg.size,
-                                       log=log)  # fmt: skip
+        if data.unlabelled:
+            pool = UnlabelledPool.open(list(data.unlabelled), data.unlabelled_every,
+                                       size=data.size, log=log)  # fmt: skip
             sources.append(pool)
-            names.append("unlabelled: " + ", ".join(map(str, cfg.unlabelled)))
+            names.append("unlabelled: " + ", ".join(data.unlabelled))
             labels.append(np.full(len(pool), -1))
         domains = np.concatenate([np.full(len(s), d) for d, s in enumerate(sources)])
         test = None
-        if cfg.test_dir:
-            test = ImageFolderSet.open(cfg.test_dir, cfg.size, cfg.test_per_class,
+        if data.test_dir:
+            test = ImageFolderSet.open(data.test_dir, data.size, data.test_per_class,
                                        classes=sets[0].classes)  # fmt: skip
         starts = np.cumsum([0] + [len(s) for s in sources]).tolist()
         return cls(sources, names, classes, np.concatenate(labels).astype(np.int64),
@@ -104,7 +102,9 @@ class TrainingSet:
         ]
 
 
-def teacher_features(maps, levels: list[str]) -> torch.Tensor:
+def teacher_features(
+    maps: torch.Tensor | dict[str, torch.Tensor], levels: list[str]
+) -> torch.Tensor:
     """The frozen backbone's pooled features: each level global-average-pooled and
     L2-normalised, concatenated (a single-map backbone: its map, pooled)."""
     if not isinstance(maps, dict):
@@ -115,47 +115,46 @@ def teacher_features(maps, levels: list[str]) -> torch.Tensor:
     return torch.cat([F.normalize(maps[name].mean((2, 3)), dim=1) for name in levels], 1)
 
 
-def build_hash_model(cfg: HashConfig, num_classes: int) -> tuple[HashNet, dict]:
-    """The network to train, its backbone and PSP (and neck) from the train-seg checkpoint."""
+def build_hash_model(head: HashHead, num_classes: int) -> tuple[HashNet, dict]:
+    """The network to train, its backbone and PSP (and neck) from the train-seg checkpoint;
+    and what the header records of them: ``{"name": backbone, "seg_header": {...}}``."""
     seg_header: dict = {}
     seg: PSPSegNet | None = None
-    if cfg.seg_checkpoint:
-        seg, seg_header = load_checkpoint(cfg.seg_checkpoint)
+    if head.seg_checkpoint:
+        seg, seg_header = load_checkpoint(head.seg_checkpoint)
         if not isinstance(seg, PSPSegNet):
-            raise UsageError(f"{cfg.seg_checkpoint} is not a train-seg (psp-seg) checkpoint")
+            raise UsageError(f"{head.seg_checkpoint} is not a train-seg (psp-seg) checkpoint")
     neck_levels = seg_header.get("head", {}).get("neck")
-    if cfg.arch == "psp":
-        if seg is None:
-            raise UsageError("--arch psp needs --seg-checkpoint (a train-seg checkpoint)")
+    if head.arch == "psp":
+        assert seg is not None  # HashHead: arch psp needs seg_checkpoint
         model = PSPHashNet(
             seg.backbone, len(seg_header["seg_classes"]), seg_header["head"]["decoder_channels"],
-            cfg.bits, num_classes, cfg.width, cfg.head_input, cfg.pool, neck_levels,
-            seg_header["head"].get("detail"), [x for x in cfg.levels.split(",") if x],
+            head.bits, num_classes, head.width, head.head_input, head.pool, neck_levels,
+            seg_header["head"].get("detail"), head.level_list(),
         )  # fmt: skip
         if seg.neck is not None:
             model.neck.load_state_dict(seg.neck.state_dict())
         model.decoder.load_state_dict(seg.decoder.state_dict())
         model.seg_head.load_state_dict(seg.seg_head.state_dict())
         backbone_name = seg_header["backbone"]["name"]
-    elif cfg.arch == "baseline":
+    else:  # the baseline (HashHead checked the arch and that psp has its checkpoint)
         # The proposed net's backbone when a seg checkpoint is given: a fair comparison.
         backbone = seg.backbone if seg is not None else get_backbone(
-            cfg.backbone, cfg.backbone_weights)  # fmt: skip
-        backbone_name = seg_header["backbone"]["name"] if seg is not None else cfg.backbone
+            head.backbone, head.backbone_weights)  # fmt: skip
+        backbone_name = seg_header["backbone"]["name"] if seg is not None else head.backbone
         levels = None
         if backbone.multi_scale:
-            given = [x for x in cfg.levels.split(",") if x]
-            levels = given or list(neck_levels or DEFAULT_LEVELS)
-        model = BaselineHashNet(backbone, cfg.bits, num_classes, cfg.width, cfg.pool, levels)
-    else:
-        raise UsageError(f"--arch must be psp or baseline, not {cfg.arch!r}")
+            levels = head.level_list() or list(neck_levels or DEFAULT_LEVELS)
+        model = BaselineHashNet(backbone, head.bits, num_classes, head.width, head.pool, levels)
     return model, {"name": backbone_name, "seg_header": seg_header}
 
 
-def frozen_modules(model: HashNet, cfg: HashConfig) -> list[torch.nn.Module]:
+def frozen_modules(
+    model: HashNet, freeze_backbone: bool = True, freeze_psp: bool = True
+) -> list[torch.nn.Module]:
     """The modules a run keeps as they are (their outputs can then be cached)."""
-    frozen = [model.backbone] if cfg.freeze_backbone else []
-    if isinstance(model, PSPHashNet) and cfg.freeze_psp:
+    frozen = [model.backbone] if freeze_backbone else []
+    if isinstance(model, PSPHashNet) and freeze_psp:
         frozen += [model.decoder, model.seg_head]
         if model.neck is not None:
             frozen.append(model.neck)

@@ -1,19 +1,45 @@
-"""Pieces both training phases share: device, seeding, schedule, AMP, resumable state."""
+"""The one training loop both phases run: :class:`Trainer`, in the shape of Lightning's.
+
+The trainer owns the model's training state: which modules stay frozen, the optimizer,
+the learning-rate schedule, mixed precision, the epoch loop, the checkpoint written after
+every epoch and the resume state beside it. A phase (:class:`Phase`: hash training,
+segmentation training) supplies only its batches, its forward pass, its loss, what it
+measures after an epoch and its checkpoint header.
+
+Contracts that keep runs repeatable and files readable across versions:
+
+* one shuffled order per epoch, ``torch.randperm`` on the generator seeded by
+  :func:`start`; batches are its sorted slices; a batch of one row is skipped (BatchNorm
+  cannot train on a single sample);
+* the phase's forward runs under :func:`autocast` (fp16 on CUDA), its loss outside it;
+* the checkpoint (:func:`vidhash.models.checkpoint.save_checkpoint`) and the resume state
+  (``<checkpoint>.resume``: optimizer state by parameter name, the last epoch and the
+  history) are rewritten after every epoch; ``resume=True`` reloads both and goes on after
+  the last finished epoch. 0.1.0's SGD-only resume files are read too.
+"""
 
 from __future__ import annotations
 
 import json
 import random
+import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+from tqdm import tqdm
 
 from vidhash.errors import CheckpointError, UsageError
 from vidhash.fsutil import atomic_path
+from vidhash.train.config import Runtime, Schedule
+
+Log = Callable[[str], None]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -21,7 +47,7 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda asked for but no CUDA GPU is available")
+        raise UsageError("device cuda asked for but no CUDA GPU is available")
     return torch.device(device)
 
 
@@ -33,25 +59,157 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def step_lr(epoch: int, lr: float, drop_after: int, lr_after: float) -> float:
-    """The paper's schedule: ``lr`` for epochs 1..drop_after, then ``lr_after`` (1-based)."""
-    return lr if epoch <= drop_after else lr_after
+def start(runtime: Runtime) -> tuple[torch.device, torch.Generator]:
+    """Apply ``runtime`` before anything is built (weights initialise from the seed):
+    the device, torch's thread count, every seed; returns the shuffling generator."""
+    device = resolve_device(runtime.device)
+    if runtime.threads is not None:
+        torch.set_num_threads(runtime.threads)
+    return device, seed_everything(runtime.seed)
 
 
 def autocast(device: torch.device) -> AbstractContextManager:
-    """Mixed precision on CUDA (bf16-free fp16 autocast); plain fp32 on CPU."""
+    """Mixed precision on CUDA (fp16 autocast); plain fp32 on CPU."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.float16)
     return nullcontext()
 
 
-def make_optimizer(
-    params: list, name: str, lr: float, momentum: float, weight_decay: float
-) -> torch.optim.Optimizer:
-    """``"adam"`` or ``"sgd"`` (with momentum) over ``params``: both training phases use it."""
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+def make_optimizer(params: list, schedule: Schedule) -> torch.optim.Optimizer:
+    """``schedule``'s optimizer (Adam, or SGD with momentum) over ``params``."""
+    if schedule.optimizer == "adam":
+        return torch.optim.Adam(params, lr=schedule.lr, weight_decay=schedule.weight_decay)
+    return torch.optim.SGD(
+        params, lr=schedule.lr, momentum=schedule.momentum, weight_decay=schedule.weight_decay
+    )
+
+
+class Phase(Protocol):
+    """What a phase gives the :class:`Trainer` (a LightningModule's training hooks)."""
+
+    items: int  # rows an epoch shuffles (images x views)
+
+    def batch(self, idx: np.ndarray) -> Any:
+        """Inputs and targets of rows ``idx`` (sorted), on the device."""
+
+    def forward(self, batch: Any) -> Any:
+        """The model's outputs for ``batch`` (run under autocast)."""
+
+    def loss(self, out: Any, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss to minimise and its named parts (averaged into the epoch's record)."""
+
+    def end_epoch(self, summary: dict, last: bool) -> tuple[dict, dict]:
+        """After an epoch (``summary``: epoch, lr, train_* means, epoch_seconds): its
+        history entry and the metrics so far (both go into the header)."""
+
+    def header(self, history: list[dict], metrics: dict) -> dict:
+        """The checkpoint header after an epoch."""
+
+
+@dataclass(frozen=True)
+class Checkpoints:
+    """Where the trainer writes (``out`` and ``out.resume``), whether it first reads them
+    back, and the tensors' stored precision (None: as trained)."""
+
+    out: Path
+    resume: bool = False
+    dtype: torch.dtype | None = None
+
+    @property
+    def resume_path(self) -> Path:
+        return self.out.with_name(self.out.name + ".resume")
+
+
+class Trainer:
+    """Trains ``model`` with ``schedule``, all but its ``frozen`` modules; see the module
+    docstring. Built after :func:`start` (the model's initial weights depend on the seed)."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        frozen: list[torch.nn.Module],
+        schedule: Schedule,
+        device: torch.device,
+        generator: torch.Generator,
+        checkpoints: Checkpoints,
+        log: Log = print,
+    ) -> None:
+        self.model, self.frozen, self.schedule = model, frozen, schedule
+        self.device, self.generator, self.checkpoints, self.log = (
+            device,
+            generator,
+            checkpoints,
+            log,
+        )
+        if checkpoints.resume and checkpoints.out.is_file():
+            from vidhash.models.checkpoint import load_checkpoint
+
+            model.load_state_dict(load_checkpoint(checkpoints.out)[0].state_dict())
+        model.to(device)
+        for module in frozen:
+            module.eval()
+            for p in module.parameters():
+                p.requires_grad_(False)
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(params, schedule)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+        self.start_epoch, self.history = 0, []
+        if checkpoints.resume and checkpoints.resume_path.is_file():
+            self.start_epoch, self.history = load_resume_state(
+                checkpoints.resume_path, self.optimizer, model
+            )
+            log(f"resuming after epoch {self.start_epoch}")
+
+    def fit(self, phase: Phase) -> dict:
+        """Run the epochs after :attr:`start_epoch`; returns the last epoch's metrics."""
+        metrics: dict = {}
+        for epoch in range(self.start_epoch + 1, self.schedule.epochs + 1):
+            lr = self.schedule.lr_at(epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            started = time.time()
+            totals, count = self._train_epoch(phase, epoch)
+            summary = {"epoch": epoch, "lr": lr}
+            summary |= {f"train_{k}": round(v / max(count, 1), 4) for k, v in totals.items()}
+            summary["epoch_seconds"] = round(time.time() - started, 2)
+            entry, metrics = phase.end_epoch(summary, epoch == self.schedule.epochs)
+            self.history.append(entry)
+            self._save(phase.header(self.history, metrics), epoch)
+        return metrics
+
+    def _train_epoch(self, phase: Phase, epoch: int) -> tuple[dict[str, float], int]:
+        """One pass over a fresh shuffle; returns the row-weighted loss sums and the rows."""
+        self.model.train()
+        for module in self.frozen:
+            module.eval()
+        order = torch.randperm(phase.items, generator=self.generator).numpy()
+        size = self.schedule.batch_size
+        totals: dict[str, float] = {}
+        count = 0
+        for begin in tqdm(range(0, len(order), size), f"epoch {epoch}", leave=False):
+            idx = np.sort(order[begin : begin + size])
+            if len(idx) < 2:  # BatchNorm cannot train on a single sample
+                continue
+            batch = phase.batch(idx)
+            with autocast(self.device):
+                out = phase.forward(batch)
+            loss, parts = phase.loss(out, batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            for k, v in {"loss": float(loss.detach()), **parts}.items():
+                totals[k] = totals.get(k, 0.0) + v * len(idx)
+            count += len(idx)
+        return totals, count
+
+    def _save(self, header: dict, epoch: int) -> None:
+        from vidhash.models.checkpoint import save_checkpoint
+
+        save_checkpoint(self.model, self.checkpoints.out, header, dtype=self.checkpoints.dtype)
+        save_resume_state(
+            self.checkpoints.resume_path, self.optimizer, self.model, epoch, self.history
+        )
 
 
 def save_resume_state(
@@ -78,7 +236,7 @@ def load_resume_state(
 ) -> tuple[int, list]:
     """Restore the optimizer's state; returns (last finished epoch, metric history)."""
     if not path.is_file():
-        raise CheckpointError(f"--resume: no resume state at {path}")
+        raise CheckpointError(f"resume: no resume state at {path}")
     params = dict(model.named_parameters())
     with safe_open(str(path), framework="pt") as fh:
         meta = json.loads(fh.metadata()["resume"])

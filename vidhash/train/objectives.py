@@ -21,22 +21,35 @@ distances while training.
     little;
   - **balance**: each bit's mean over each source (data set) of the batch near 0, so
     bits split every kind of image in two rather than only the pooled mixture.
+
+Phase 1's loss is :class:`SegObjective`: per-pixel NLL, optionally class-weighted by
+median frequency (SegNet's balancing, so thin rare classes such as poles count).
+
+Both objectives are parts of a run's configuration (:mod:`vidhash.train.config`): frozen,
+their fields are options, and a bad value is a :class:`~vidhash.errors.UsageError`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vidhash.errors import UsageError
+from vidhash.models.psp import IGNORE_INDEX, segmentation_loss
+
 OBJECTIVES = ("paper", "distill")
+CLASS_WEIGHTS = ("none", "median-freq")
 
 
 @dataclass(frozen=True)
 class HashObjective:
-    """Weights and temperatures of the loss; ``name`` picks the recipe."""
+    """Weights and temperatures of the loss; ``name`` (option ``objective``) picks the
+    recipe; ``teacher``: the backbone levels whose similarities ``distill`` keeps."""
 
+    OPTION_NAMES = {"name": "objective"}
     name: str = "distill"
     w_cls: float = 1.0
     w_sim: float = 1.0
@@ -44,14 +57,19 @@ class HashObjective:
     w_balance: float = 0.1
     tau_teacher: float = 0.05
     tau_student: float = 0.1
+    teacher: str = "s32"
 
     def __post_init__(self) -> None:
         if self.name not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.name!r}")
+            raise UsageError(f"objective must be one of {OBJECTIVES}, got {self.name!r}")
 
     @property
     def needs_teacher(self) -> bool:
         return self.name == "distill" and self.w_sim > 0
+
+    @property
+    def teacher_levels(self) -> list[str]:
+        return [t for t in self.teacher.split(",") if t]
 
     def __call__(
         self,
@@ -97,3 +115,44 @@ def balance(b: torch.Tensor, domains: torch.Tensor | None = None) -> torch.Tenso
         return (b.mean(0) ** 2).mean()
     terms = [(b[domains == d].mean(0) ** 2).mean() for d in domains.unique()]
     return torch.stack(terms).mean()
+
+
+@dataclass(frozen=True)
+class SegObjective:
+    """Phase 1's loss: NLL of the per-pixel log-probabilities, pixels labelled 255 ignored,
+    classes weighted by ``class_weights`` (computed once from the training masks)."""
+
+    class_weights: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise UsageError(
+                f"class_weights must be one of {CLASS_WEIGHTS}, got {self.class_weights!r}"
+            )
+
+    def weights(self, masks: np.ndarray, n_classes: int) -> np.ndarray | None:
+        """The per-class weights for training masks ``masks`` (None: all equal)."""
+        if self.class_weights == "median-freq":
+            return median_frequency_weights(masks, n_classes)
+        return None
+
+    def __call__(
+        self, log_probs: torch.Tensor, masks: torch.Tensor, weights: torch.Tensor | None
+    ) -> torch.Tensor:
+        return segmentation_loss(log_probs.float(), masks, weights)
+
+
+def median_frequency_weights(masks: np.ndarray, n_classes: int) -> np.ndarray:
+    """SegNet's class balancing: median(freq) / freq(c), where freq(c) is c's pixel share
+    in the images that contain c; classes absent from ``masks`` get weight 0."""
+    counts = np.zeros(n_classes)
+    present_in = np.zeros(n_classes)
+    for mask in masks:
+        c = np.bincount(mask[mask != IGNORE_INDEX].ravel(), minlength=n_classes)[:n_classes]
+        counts += c
+        present_in += (c > 0) * mask.size
+    seen = counts > 0
+    freq = np.divide(counts, present_in, out=np.zeros(n_classes), where=present_in > 0)
+    weights = np.zeros(n_classes)
+    weights[seen] = np.median(freq[seen]) / freq[seen]
+    return weights.astype(np.float32)
