@@ -1,6 +1,6 @@
 """Search at archive scale (issue 14): the search file, multi-index hashing, their costs.
 
-Four measurements, each printing the figures docs/RESULTS.md quotes:
+Each subcommand prints the figures docs/RESULTS.md quotes:
 
 * ``build``: a synthetic on-disk index written through ``IndexStore`` (as ``vidhash index``
   writes one: a part per input, the search file kept at every commit) of clustered 48-bit
@@ -20,6 +20,16 @@ Four measurements, each printing the figures docs/RESULTS.md quotes:
   the keyframes from those: a real code's biases, an archive's variety. ``--index PATH``
   instead times ``Index.search_arrays`` (every segment, merged by keyframe id) on an
   on-disk index against the flat scan of all its codes.
+* ``cost``: the engine's per-segment choice of MIH or the flat scan by predicted cost
+  (:func:`vidhash.index.engine.plan`): ``Index.search_arrays`` against FAISS
+  ``IndexBinaryFlat`` on the raw 48-bit codes (6 bytes, FAISS defaults: the baseline) and
+  the padded flat scan (``HammingSearcher``), side by side in one process, one thread, on
+  (a) ``--codes`` uniform random codes and (b) as many clustered ones (``--centres``,
+  ``--flips``), fresh queries of the same kind. The codes are written as segment files in
+  the layout the writer leaves (``--per-video`` rows an input, merged like a binary
+  counter: 1M rows -> 512k, 256k, 128k (MIH tables), 64k, 32k, 8k) and memory-mapped as
+  ``Index.open`` maps them. Prints the engine each segment's plan picked and whether
+  every answer equals the flat scan's (rows, distances, ties by keyframe id).
 * ``rerank``: warm latency of one query at a time through ``Index.search`` on an on-disk
   index with descriptors: two-stage (the codes' top ``--candidates`` re-ranked by the
   stored descriptors) against codes only, alternating passes, the same queries.
@@ -33,6 +43,7 @@ re-ranking has real work to do; ``--descriptor-dims 0`` builds a codes-only inde
     python benchmarks/search_scale.py build --keyframes 1000000 --out /work/bench-data/idx-1m
     python benchmarks/search_scale.py cli /work/bench-data/idx-1m --calls 11
     OMP_WAIT_POLICY=PASSIVE python benchmarks/search_scale.py mih --codes 10000000
+    OMP_NUM_THREADS=1 python benchmarks/search_scale.py cost --codes 1000000
     python benchmarks/search_scale.py rerank /work/bench-data/idx-1m --queries 200
     python benchmarks/search_scale.py write-cost ../shared/data/videos --repeats 3
 """
@@ -232,14 +243,17 @@ def _wait_call(argv: list[str], env: dict) -> tuple[float, int, str]:
 # ---------------------------------------------------------------------------------- mih
 
 
-def segment_of(codes: np.ndarray, mih_bits: int | None = None):
-    """An in-memory segment of these codes with MIH tables; rows in id order = given order."""
+def segment_of(
+    codes: np.ndarray, mih_bits: int | None = None, first: int = 0, mih_min_rows: int | None = 0
+):
+    """An in-memory segment of these codes (MIH tables from ``mih_min_rows`` rows: always by
+    default); keyframe ids ``first``, ``first + 1``, ...: rows in id order = given order."""
     n = len(codes)
     padded = np.zeros((n, 8), np.uint8)
     padded[:, :6] = codes
     rows = {
         "codes": padded,
-        "ids": fixed_ids([f"{i:012d}" for i in range(n)]),
+        "ids": fixed_ids([f"{first + i:012d}" for i in range(n)]),
         "video": (np.arange(n) // 1000).astype(np.int32),
         "pts": np.zeros(n),
         **{name: np.zeros(n, dtype) for name, dtype in NULLS.items()},
@@ -247,7 +261,7 @@ def segment_of(codes: np.ndarray, mih_bits: int | None = None):
     }
     videos = -(-n // 1000)
     return assemble(
-        BITS, rows, {}, [""] * videos, [""] * videos, np.zeros((videos, 2)), 0, mih_bits
+        BITS, rows, {}, [""] * videos, [""] * videos, np.zeros((videos, 2)), mih_min_rows, mih_bits
     )
 
 
@@ -361,7 +375,10 @@ def mih_bench(args: argparse.Namespace) -> None:
             qps, answers = interleaved_qps(
                 {
                     "flat": (lambda q: flat.search(q, args.k), queries[: args.flat_queries]),
-                    "mih": (lambda q: engine.search_segment(seg, none, q, args.k, None), padded),
+                    "mih": (
+                        lambda q: engine.search_segment(seg, none, q, args.k, None, use="mih"),
+                        padded,
+                    ),
                 },
                 3,
                 args.seconds,
@@ -379,6 +396,88 @@ def mih_bench(args: argparse.Namespace) -> None:
                 f"  {name}, FAISS threads {threads}: flat {flat_qps:,.0f} q/s, MIH "
                 f"{mih_qps:,.0f} q/s: {mih_qps / flat_qps:.1f}x; identical on {n}: {same}; {load()}"
             )
+
+
+# ---------------------------------------------------------------------------------- cost
+
+
+def writer_layout(n: int, per: int) -> list[int]:
+    """Segment sizes the writer's binary counter leaves after ``n`` rows, ``per`` an input."""
+    full, rest = divmod(n, per)
+    sizes = [per << b for b in reversed(range(full.bit_length())) if full >> b & 1]
+    return sizes + [rest] * (rest > 0)
+
+
+def on_disk_index(codes: np.ndarray, per: int, folder: Path) -> Index:
+    """An ``Index`` over segment files of these codes, memory-mapped as ``Index.open`` maps
+    them, in the writer's layout (MIH tables from ``MIH_MIN_ROWS``); rows in code order."""
+    from vidhash.index.searchfile import SearchView
+    from vidhash.index.segment import Segment
+
+    segs, first = [], 0
+    for i, size in enumerate(writer_layout(len(codes), per)):
+        path = folder / f"seg-{i}.bin"
+        segment_of(codes[first : first + size], first=first, mih_min_rows=None).save(path)
+        segs.append(Segment.load(path, BITS))
+        first += size
+    return Index(folder, SearchView(MODEL, segs, [np.zeros(0, np.int32)] * len(segs), None))
+
+
+def cost_bench(args: argparse.Namespace) -> None:
+    """Index.search_arrays (the engine's per-segment choice) vs FAISS on raw 48-bit codes and
+    the padded flat scan, on uniform and clustered codes, one thread, identical answers."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    rng = np.random.default_rng(2)
+    centres = random_centres(args.centres, seed=0)
+    kinds = {
+        "uniform": (rng.integers(0, 256, (args.codes, 6), np.uint8),
+                    rng.integers(0, 256, (args.queries, 6), np.uint8)),
+        "clustered": (clustered_codes(args.codes, centres, args.flips, seed=1),
+                      clustered_codes(args.queries, centres, args.flips, seed=3)),
+    }  # fmt: skip
+    for kind, (codes, queries) in kinds.items():
+        with tempfile.TemporaryDirectory(dir=args.scratch) as tmp:
+            cost_of(kind, codes, queries, on_disk_index(codes, args.per_video, Path(tmp)), args)
+
+
+def cost_of(kind: str, codes: np.ndarray, queries: np.ndarray, index: Index, args) -> None:
+    """One line of figures for one kind of codes: q/s of the three sides, the engines the
+    chooser picked per segment, whether every answer is identical to the flat scan's."""
+    import faiss
+
+    segs = index.view.segments
+    picks = [engine.plan(s, args.k, None, len(queries)) for s in segs]
+    raw = faiss.IndexBinaryFlat(BITS)  # FAISS defaults: the baseline
+    raw.add(codes)
+    flat = HammingSearcher(codes)
+    qps, answers = interleaved_qps(
+        {
+            "raw": (lambda q: raw.search(q, args.k), queries),
+            "flat": (lambda q: flat.search(q, args.k), queries),
+            "index": (lambda q: index.search_arrays(q, args.k), queries),
+        },
+        3,
+        args.seconds,
+    )
+    (fd, fr), (d, r) = answers["flat"], answers["index"]
+    same = all(
+        np.array_equal(d[i], fd[i]) and np.array_equal(r[i], fr[i]) for i in range(len(queries))
+    ) and np.array_equal(np.sort(answers["raw"][0], axis=1), fd)
+    chosen = ", ".join(
+        f"{len(s):,} {p.engine}" + ("" if s.tables else " (no tables)")
+        for s, p in zip(segs, picks, strict=True)
+    )
+    print(
+        f"{len(codes):,} {kind} codes, on disk in {len(segs)} segments ({chosen}); "
+        f"{len(queries)} fresh queries, top-{args.k}, 1 thread; {load()}\n"
+        f"  FAISS IndexBinaryFlat raw 48-bit {qps['raw']:,.0f} q/s | flat scan padded "
+        f"(HammingSearcher) {qps['flat']:,.0f} q/s | Index.search_arrays {qps['index']:,.0f} "
+        f"q/s = {qps['index'] / qps['raw']:.2f}x raw, {qps['index'] / qps['flat']:.2f}x flat | "
+        f"identical: {same}",
+        flush=True,
+    )
 
 
 # ---------------------------------------------------------------------------------- write cost
@@ -475,13 +574,22 @@ def main() -> None:
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--mih-bits", type=int, help="substring length [by the number of codes]")
     p.add_argument("--seconds", type=float, default=5.0, help="at least this long per side")
+    p = sub.add_parser("cost", help="the engine's MIH/flat choice vs FAISS, uniform/clustered")
+    p.add_argument("--codes", type=int, default=1_000_000)
+    p.add_argument("--per-video", type=int, default=1000, help="rows per input: the layout")
+    p.add_argument("--centres", type=int, default=10_000)
+    p.add_argument("--flips", type=int, default=4)
+    p.add_argument("--queries", type=int, default=256)
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--seconds", type=float, default=5.0, help="at least this long per kind")
+    p.add_argument("--scratch", default=None, help="where the segment files are written")
     p = sub.add_parser("write-cost", help="vidhash index with and without the search file")
     p.add_argument("videos")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--scratch", default=None, help="where the indexes are written")
     args = parser.parse_args()
     commands = {"build": build, "cli": cli, "mih": mih_bench, "rerank": rerank_bench,
-                "write-cost": write_cost}  # fmt: skip
+                "cost": cost_bench, "write-cost": write_cost}  # fmt: skip
     commands[args.command](args)
 
 

@@ -76,13 +76,17 @@ def brute(seg, codes: np.ndarray, query: np.ndarray, k, radius, blocked=()):
 
 
 def check(seg, codes, queries, k, radius, blocked=()):
+    """The engine's choice, forced MIH and forced flat all give the brute-force answer."""
     padded = pad_to_64(queries)
-    answers = engine.search_segment(seg, np.asarray(blocked, np.int32), padded, k, radius)
-    for q, (d, r) in enumerate(answers):
-        bd, br = brute(seg, codes, queries[q], k, radius, blocked)
-        assert np.array_equal(r, br), (q, k, radius)
-        assert np.array_equal(d, bd)
-        assert d.dtype == np.int32 and r.dtype == np.int64
+    for use in (None, "mih", "flat"):
+        answers = engine.search_segment(
+            seg, np.asarray(blocked, np.int32), padded, k, radius, use=use
+        )
+        for q, (d, r) in enumerate(answers):
+            bd, br = brute(seg, codes, queries[q], k, radius, blocked)
+            assert np.array_equal(r, br), (q, k, radius, use)
+            assert np.array_equal(d, bd)
+            assert d.dtype == np.int32 and r.dtype == np.int64
 
 
 @pytest.mark.parametrize("sort_all", [0, 1 << 30])
@@ -128,8 +132,10 @@ def test_mih_hands_back_queries_past_its_budget_and_flat_answers_them() -> None:
     codes = rng.integers(0, 256, (2000, 6), dtype=np.uint8)
     seg = make_segment(codes, 48)
     queries = pad_to_64(codes[:8])
-    answers, looked = mih.search(seg.tables, seg.video, queries, 50, None, None, budget=40)
-    assert answers.count(None) > 0 and looked > 0  # uniform codes: nothing near, many probes
+    answers, work = mih.search(seg.tables, seg.video, queries, 50, None, None, budget=40)
+    assert (
+        answers.count(None) > 0 and work.candidates > 0
+    )  # uniform codes: nothing near, many probes
     answers, _ = mih.search(seg.tables, seg.video, queries, 1, None, None, budget=1 << 40)
     assert all(a is not None and a[0][0] == 0 for a in answers)  # each finds itself
     check(seg, codes, codes[:8], 50, None)  # the engine falls back to a flat scan: exact
@@ -156,8 +162,10 @@ def test_numpy_and_faiss_flat_scans_agree(monkeypatch) -> None:
     queries = codes[:12]
     for k, blocked in [(1, ()), (10, ()), (77, [2]), (6000, [1, 4])]:
         monkeypatch.setattr(engine, "FLAT_FAISS_MIN_WORK", 1 << 62)
+        monkeypatch.setattr(engine, "FLAT_FAISS_LOADED_MIN_WORK", 1 << 62)
         check(seg, codes, queries, k, None, blocked)
         monkeypatch.setattr(engine, "FLAT_FAISS_MIN_WORK", 0)
+        monkeypatch.setattr(engine, "FLAT_FAISS_LOADED_MIN_WORK", 0)
         check(seg, codes, queries, k, None, blocked)
         check(seg, codes, queries, k, 3, blocked)
 

@@ -4,13 +4,40 @@ Contract: for every query the answer is exactly the flat scan's over the live ro
 (distance, keyframe id) order: same rows, same distances, same tie order.
 
 * Per segment, rows are in keyframe id order, so (distance, row) is (distance, id) there.
-  A segment with multi-index hashing tables answers by MIH (:mod:`vidhash.index.mih`)
-  unless a query's candidates would pass ``len(segment) / MIH_BUDGET_DIVISOR`` rows
-  (uniform random codes, large radii, filters that leave few rows); those queries, and
-  every query on a segment without tables, are scanned flat: numpy for small work (no
-  FAISS import for one query in a CLI), FAISS's counting top-k over the memory-mapped codes
-  for large batches (ties come out in row order, as in :class:`vidhash.index.flat.HammingSearcher`).
+  Each segment is answered by multi-index hashing (MIH, :mod:`vidhash.index.mih`) or by a
+  flat scan of every row, whichever :func:`plan` predicts cheaper; both are exact, so the
+  choice changes only the time taken, never an answer.
+* Flat scans: numpy for small work (no FAISS import for one query in a CLI), FAISS's
+  counting top-k over the memory-mapped codes for large batches (ties come out in row
+  order, as in :class:`vidhash.index.flat.HammingSearcher`).
 * The segments' answers are merged by (distance, keyframe id), comparing the ids' bytes.
+
+The cost model (:func:`plan`), in nanoseconds of one thread per query:
+
+* flat = rows x ``FLAT_ROW_NS`` (FAISS) or ``NUMPY_ROW_NS`` (numpy: small work before
+  FAISS is imported, and radius-only queries): the same for every query, known from the
+  segment size.
+* MIH = candidates x ``MIH_CANDIDATE_NS`` + buckets x ``MIH_BUCKET_NS`` + rounds x
+  ``MIH_ROUND_NS / MIH_BATCH`` (:class:`vidhash.index.mih.Work`): it depends on how the
+  codes cluster around the query, so it is measured by a probe: MIH for ``PROBE_ROWS``
+  rows of the segment spread over it (each asking for k + 1: itself and k others), once
+  per segment and (k, radius, budget) in a process, cached on the segment. A probe costs
+  at most about ``PROBE_ROWS`` flat scans of the segment, so a batch of fewer than
+  ``PROBE_MIN_QUERIES`` queries does not pay for one: it reuses a cached probe, or else
+  tries MIH with the budget.
+* MIH is chosen when its probed cost is below the flat one (uniform random codes: flat;
+  clustered codes: MIH). Under MIH each query still carries a budget, the candidates
+  that cost as much as a flat scan: a query that would pass it (far from every cluster,
+  large radii) is handed back and scanned flat, so no query costs more than about two
+  flat scans.
+
+The constants were fitted (relative least squares) to timings of ``mih.search`` batches
+and flat scans on uniform, clustered and loosely clustered 48-bit codes of 100k and 1M
+rows (k = 10 and 100, radius 6), one thread, on a shared 2-core VM (median error 15%):
+only their ratios matter, and near the break-even either engine costs about the same.
+With them, uniform codes are scanned flat in segments of up to about 500k rows and
+answered by MIH in larger ones (1M rows: MIH ~0.4 ms, flat ~1 ms a query); clustered
+codes take MIH at every size that has tables.
 
 ``blocked`` holds, per segment, the video numbers whose rows never count: inputs dropped
 or redone since the segment was written, and the inputs a query excludes.
@@ -18,18 +45,38 @@ or redone since the segment was written, and the inputs a query excludes.
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass
+
 import numpy as np
 
 from vidhash.index import mih
 from vidhash.index.segment import Segment
 
-MIH_BUDGET_DIVISOR = 16
-MIH_BATCH = 32
+MIH_BATCH = 64
 FLAT_FAISS_MIN_WORK = 4_000_000  # queries x rows from which FAISS scans instead of numpy
+FLAT_FAISS_LOADED_MIN_WORK = 100_000  # the same once FAISS is imported anyway
+FLAT_ROW_NS = 1.1  # FAISS counting top-k, per row and query
+NUMPY_ROW_NS = 6.0  # numpy xor + popcount + selection, per row and query
+MIH_CANDIDATE_NS = 20.0  # gather, distance, first-seen test: per candidate row
+MIH_BUCKET_NS = 25.0  # one bucket looked up (a query x a mask)
+MIH_ROUND_NS = 150_000.0  # one round (a table at a radius) for a batch of MIH_BATCH queries
+PROBE_ROWS = 16
+PROBE_MIN_QUERIES = 16
 _CHUNK_ROWS = 1 << 20
 _MC_BUDGET_BYTES = 64 << 20  # FAISS counting top-k holds (queries x (bits+1) x k) int64
 
 Result = tuple[np.ndarray, np.ndarray]  # (distances int32, rows int64), (distance, row) order
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one segment answers a batch, and why: predicted ns per query of each engine."""
+
+    engine: str  # "mih" or "flat"
+    mih_ns: float  # nan: not probed (no tables, or a small batch without a cached probe)
+    flat_ns: float
+    budget: int  # MIH candidates per query past which that query is scanned flat instead
 
 
 def search(
@@ -76,12 +123,21 @@ def search_rows(
 
 
 def search_segment(
-    seg: Segment, blocked: np.ndarray, queries: np.ndarray, k: int | None, radius: int | None
+    seg: Segment,
+    blocked: np.ndarray,
+    queries: np.ndarray,
+    k: int | None,
+    radius: int | None,
+    use: str | None = None,
 ) -> list[Result]:
-    """Exact answers within one segment, by MIH where it pays, else flat."""
+    """Exact answers within one segment, by the engine :func:`plan` picks (``use``: "mih"
+    or "flat" to force one, e.g. to compare them; forced MIH has no budget)."""
+    budget = 1 << 62
+    if use is None:
+        chosen = plan(seg, k, radius, len(queries))
+        use, budget = chosen.engine, chosen.budget
     results: list[Result | None] = [None] * len(queries)
-    if seg.tables is not None and len(seg):
-        budget = max(len(seg) // MIH_BUDGET_DIVISOR, 1)
+    if use == "mih" and seg.tables is not None and len(seg):
         for start in range(0, len(queries), MIH_BATCH):
             chunk = queries[start : start + MIH_BATCH]
             answers, _ = mih.search(seg.tables, seg.video, chunk, k, radius, blocked, budget)
@@ -93,6 +149,37 @@ def search_segment(
     return results  # type: ignore[return-value]
 
 
+def plan(seg: Segment, k: int | None, radius: int | None, n_queries: int) -> Plan:
+    """MIH or flat for a batch of ``n_queries`` on this segment, by predicted cost (the
+    module docstring's model): cheap, from the segment size and a cached probe."""
+    flat_ns = len(seg) * (FLAT_ROW_NS if _faiss_scans(k, n_queries, len(seg)) else NUMPY_ROW_NS)
+    if seg.tables is None or not len(seg):
+        return Plan("flat", float("nan"), flat_ns, 0)
+    budget = max(1, int(flat_ns / MIH_CANDIDATE_NS))
+    key = (k, radius, budget)
+    if key not in seg.probes and n_queries < PROBE_MIN_QUERIES:
+        return Plan("mih", float("nan"), flat_ns, budget)
+    if key not in seg.probes:
+        seg.probes[key] = probe(seg, k, radius, budget, flat_ns)
+    mih_ns = seg.probes[key]
+    return Plan("mih" if mih_ns < flat_ns else "flat", mih_ns, flat_ns, budget)
+
+
+def probe(seg: Segment, k: int | None, radius: int | None, budget: int, flat_ns: float) -> float:
+    """Predicted MIH ns per query: MIH for ``PROBE_ROWS`` rows spread over the segment, its
+    work priced by the model; a row handed back costs its work plus a flat scan. A row
+    asks for k + 1 (itself and k others): the price of a query like the data, not of one
+    that stops at itself."""
+    rows = np.unique(np.linspace(0, len(seg) - 1, PROBE_ROWS).astype(np.int64))
+    sample = np.asarray(seg.arrays["codes"][rows])
+    wanted = None if k is None else k + 1
+    answers, work = mih.search(seg.tables, seg.video, sample, wanted, radius, None, budget)
+    spent = work.candidates * MIH_CANDIDATE_NS + work.buckets * MIH_BUCKET_NS
+    spent += work.rounds * MIH_ROUND_NS * len(rows) / MIH_BATCH
+    spent += sum(a is None for a in answers) * flat_ns
+    return spent / len(rows)
+
+
 def flat(
     seg: Segment, blocked: np.ndarray, queries: np.ndarray, k: int | None, radius: int | None
 ) -> list[Result]:
@@ -100,10 +187,18 @@ def flat(
     if not len(seg):
         return [(np.zeros(0, np.int32), np.zeros(0, np.int64)) for _ in range(len(queries))]
     allowed = seg.live_mask(blocked)
-    if k is not None and len(queries) * len(seg) >= FLAT_FAISS_MIN_WORK:
+    if _faiss_scans(k, len(queries), len(seg)):
         return _faiss_flat(seg, queries, k, radius, allowed)
     q_words = queries.view(np.uint64)
     return [_numpy_flat(seg.codes, q, k, radius, allowed) for q in q_words]
+
+
+def _faiss_scans(k: int | None, n_queries: int, rows: int) -> bool:
+    """FAISS for top-k work that pays for importing it (a few hundred ms), or for small
+    work once something imported it; numpy otherwise (and for radius-only queries)."""
+    work = n_queries * rows
+    loaded = "faiss" in sys.modules
+    return k is not None and work >= (FLAT_FAISS_LOADED_MIN_WORK if loaded else FLAT_FAISS_MIN_WORK)
 
 
 def _numpy_flat(
@@ -157,13 +252,15 @@ def _faiss_flat(seg: Segment, queries: np.ndarray, k: int, radius: int | None, a
             faiss.swig_ptr(rows),
             selector,
         )
-        for d, r in zip(dist, rows, strict=True):
-            keep = r >= 0
-            if radius is not None:
-                keep &= d <= radius
-            d, r = d[keep], r[keep]
-            order = np.lexsort((r, d))  # FAISS gives this order; the contract never rests on it
-            out.append((d[order], r[order]))
+        valid = rows >= 0
+        if radius is not None:
+            valid &= dist <= radius
+        # FAISS gives (distance, row) order; the contract never rests on it: sort anyway.
+        dist = np.where(valid, dist, np.iinfo(np.int32).max)
+        order = np.lexsort((rows, dist), axis=-1)
+        dist, rows = np.take_along_axis(dist, order, -1), np.take_along_axis(rows, order, -1)
+        counts = valid.sum(axis=1).tolist()
+        out += [(dist[i, :c], rows[i, :c]) for i, c in enumerate(counts)]
     del selector, bitmap  # FAISS read the bitmap through a raw pointer: alive until here
     return out
 

@@ -15,13 +15,20 @@ and by > r-1 in the others: at least m*r + j + 1 bits). So once k distinct rows 
 distance <= B are known, the k best by (distance, row) are among them, ties included: the
 answer is exactly the flat scan's. A radius query stops once B >= radius.
 
+A row enters a query's candidates once, the first time it is found (its other substrings
+tell whether an earlier round found it, so no set of seen rows is kept), and only while
+it can still answer: not farther than the k-th nearest row found so far (:class:`_State`).
+So the pool stays small and each round's check and the final sort are cheap.
+
 Why not FAISS: ``IndexBinaryMultiHash`` probes a fixed number of bit flips and returns what
 it finds, which is not the exact k-NN (it misses rows beyond its flips); ``IndexBinaryHash``
 is the same with one table. Neither orders ties by row. This module is numpy only.
 
 A query whose candidates would pass ``budget`` rows (uniform random codes, large radii,
 filters that leave few rows), or whose next round would probe more than ``MAX_SHELL``
-buckets, is handed back unanswered; the caller scans those flat.
+buckets, is handed back unanswered; the caller scans those flat. :func:`search` also
+reports its :class:`Work` (candidates, buckets, rounds), which the engine's cost model
+prices (:func:`vidhash.index.engine.plan`).
 """
 
 from __future__ import annotations
@@ -94,6 +101,17 @@ def build_tables(
 
 
 @dataclass
+class Work:
+    """What a :func:`search` call did: candidate rows whose distance it computed (repeats
+    included), buckets it looked up (queries x masks) and rounds (one per table and radius
+    probed, each a few numpy calls for the whole batch)."""
+
+    candidates: int = 0
+    buckets: int = 0
+    rounds: int = 0
+
+
+@dataclass
 class Tables:
     """The m tables of one segment (views into its file)."""
 
@@ -123,24 +141,20 @@ def search(
     radius: int | None,
     blocked: np.ndarray | None,
     budget: int,
-) -> tuple[list[tuple[np.ndarray, np.ndarray] | None], int]:
+) -> tuple[list[tuple[np.ndarray, np.ndarray] | None], Work]:
     """Per query (distances int32, rows int64) in (distance, row) order, or None for a
-    query handed back for a flat scan; and how many candidate rows were looked at.
+    query handed back for a flat scan; and the :class:`Work` it took.
 
     ``k``: the k best (all of them with ``k=None``) within ``radius`` (no limit with
     None). ``blocked``: video numbers whose rows never count (``video`` maps row -> video).
     """
     m = len(tables.spec)
     n_queries = len(queries_u8)
-    q_words = queries_u8.view(np.uint64)
-    q_subs = np.stack(substrings(queries_u8, tables.spec), axis=1)  # (Q, m)
-    limit = np.iinfo(np.int64).max if radius is None else int(radius)
+    state = _State(queries_u8, tables.spec, k, radius)
     active = np.arange(n_queries)
     seen = np.zeros(n_queries, np.int64)  # candidates looked at, repeats included
     handed_back = np.zeros(n_queries, bool)
-    pool_q: list[np.ndarray] = []
-    pool_r: list[np.ndarray] = []
-    pool_d: list[np.ndarray] = []
+    work = Work()
     for r in range(MAX_BITS + 1):
         for j, (_, bits) in enumerate(tables.spec):
             if len(active) == 0:
@@ -150,120 +164,150 @@ def search(
                 active = active[:0]
                 break
             masks = shell(bits, r) if r <= bits else np.zeros(0, np.int64)
-            keys = q_subs[active, j][:, None] ^ masks[None, :]
+            keys = state.q_subs[active, j][:, None] ^ masks[None, :]
+            work.buckets += keys.size
+            work.rounds += 1
             lo = tables.starts[j][keys].astype(np.int64)
             counts = tables.starts[j][keys + 1] - lo
             per_query = counts.sum(axis=1)
             over = seen[active] + per_query > budget
             if over.any():  # cheaper to scan these flat than to keep probing
                 handed_back[active[over]] = True
-                active, lo, counts, per_query = (
-                    active[~over],
-                    lo[~over],
-                    counts[~over],
-                    per_query[~over],
-                )
+                keep = ~over
+                active, lo, counts = active[keep], lo[keep], counts[keep]
+                per_query = per_query[keep]
             seen[active] += per_query
-            total = int(per_query.sum())
-            if total:
-                counts = counts.ravel()
-                ends = np.cumsum(counts)
-                at = np.repeat(lo.ravel() - (ends - counts), counts) + np.arange(total)
-                owner = np.repeat(np.repeat(active, len(masks)), counts)
-                rows = tables.order[j][at].astype(np.int64)
-                dist = np.bitwise_count(tables.codes[j][at] ^ q_words[owner])
-                dist = dist.sum(axis=1, dtype=np.int64)
-                if blocked is not None and len(blocked):
-                    ok = ~np.isin(video[rows], blocked)
-                    owner, rows, dist = owner[ok], rows[ok], dist[ok]
-                pool_q.append(owner)
-                pool_r.append(rows)
-                pool_d.append(dist)
-            active = active[~_finished(active, pool_q, pool_r, pool_d, k, m * r + j, limit, m)]
+            if int(per_query.sum()):
+                at = _spans(lo.ravel(), counts.ravel())
+                owner = np.repeat(np.repeat(active, len(masks)), counts.ravel())
+                state.add(tables, j, r, at, owner, video, blocked)
+            active = active[state.cap[active] > m * r + j]  # all rows within the cap seen
             if r >= bits:  # table j probed at every radius: every row has been seen
                 active = active[:0]
         if len(active) == 0:
             break
-    looked = int(seen.sum())
-    return _collect(pool_q, pool_r, pool_d, n_queries, k, limit, handed_back, m), looked
+    work.candidates = int(seen.sum())
+    return state.collect(handed_back), work
 
 
-def _finished(active, pool_q, pool_r, pool_d, k, bound, limit, m) -> np.ndarray:
-    """Which active queries are answered once every row within ``bound`` has been seen."""
-    if bound >= limit:
-        return np.ones(len(active), bool)
-    if k is None or not pool_q or not len(active):
-        return np.zeros(len(active), bool)
-    if len(pool_q) > 1:  # merge the pool in place, so the next check starts from one array
-        pool_q[:] = [np.concatenate(pool_q)]
-        pool_r[:] = [np.concatenate(pool_r)]
-        pool_d[:] = [np.concatenate(pool_d)]
-    within = pool_d[0] <= bound
-    size = int(active.max()) + 1
-    seen = np.bincount(pool_q[0][within], minlength=size)[active]  # a row at most m times
-    done = seen >= m * k
-    unsure = (seen >= k) & ~done
-    if unsure.any():  # count distinct rows only where repeats could matter
-        ask = np.isin(pool_q[0], active[unsure]) & within
-        distinct = np.unique((pool_q[0][ask] << 32) | pool_r[0][ask])
-        done |= np.bincount(distinct >> 32, minlength=size)[active] >= k
-    return done
+def _spans(lo: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The positions lo[i] .. lo[i] + counts[i] - 1 of every span, concatenated."""
+    ends = np.cumsum(counts)
+    return np.repeat(lo - (ends - counts), counts) + np.arange(int(ends[-1]))
 
 
-def _collect(pool_q, pool_r, pool_d, n_queries, k, limit, handed_back, m):
-    """The answer per query from the candidate pool: distinct rows, (distance, row) order.
+class _State:
+    """A batch's candidates: each row once (when first found), only while it can answer.
 
-    With k, only a query's k * m nearest entries (a row appears at most once per table)
-    and the rows tied with the farthest of them are sorted: all of a query's candidates
-    can be hundreds of thousands where codes repeat a lot.
+    A row is found at round (r, j) when its substring j is at distance r from the query's,
+    so the first time it is found is the least (substring distance, table) over its tables:
+    a candidate is new unless an earlier table has it within r or a later one within r - 1.
+    ``cap`` per query: the radius, and with k the distance of the k-th nearest row found so
+    far; a row farther than that can never answer, and once every row within it has been
+    seen (round bound m*r + j >= cap) the query is answered.
     """
-    q = np.concatenate(pool_q) if pool_q else np.zeros(0, np.int64)
-    r = np.concatenate(pool_r) if pool_r else np.zeros(0, np.int64)
-    d = np.concatenate(pool_d) if pool_d else np.zeros(0, np.int64)
-    keep = d <= limit
-    q, r, d = q[keep], r[keep], d[keep]
-    if k is None or len(q) <= _SORT_ALL * n_queries:  # one sort for the whole batch
-        order = np.lexsort((r, d, q))
-        q, r, d = q[order], r[order], d[order]
-        distinct = np.ones(len(q), bool)
-        distinct[1:] = (q[1:] != q[:-1]) | (r[1:] != r[:-1])  # repeats of a row are adjacent
-        q, r, d = q[distinct], r[distinct], d[distinct]
-        bounds = np.searchsorted(q, np.arange(n_queries + 1))
-        spans = [(int(bounds[i]), int(bounds[i + 1])) for i in range(n_queries)]
-        if k is not None:
-            spans = [(lo, min(hi, lo + k)) for lo, hi in spans]
-        return [
-            None if handed_back[i] else (d[lo:hi].astype(np.int32), r[lo:hi])
-            for i, (lo, hi) in enumerate(spans)
-        ]
-    results: list[tuple[np.ndarray, np.ndarray] | None] = []
-    by_query = np.argsort(q, kind="stable")
-    bounds = np.searchsorted(q[by_query], np.arange(n_queries + 1))
-    for i in range(n_queries):
-        if handed_back[i]:
-            results.append(None)
-            continue
-        mine = by_query[bounds[i] : bounds[i + 1]]
-        ri, di = _nearest(r[mine], d[mine], k, m)
-        order = np.lexsort((ri, di))
-        ri, di = ri[order], di[order]
-        distinct = np.ones(len(ri), bool)
-        distinct[1:] = ri[1:] != ri[:-1]  # a row has one distance: repeats are adjacent
-        results.append((di[distinct][:k].astype(np.int32), ri[distinct][:k]))
-    return results
+
+    def __init__(self, queries_u8, spec, k: int | None, radius: int | None) -> None:
+        self.q_words = queries_u8.view(np.uint64)
+        self.q_subs = np.stack(substrings(queries_u8, spec), axis=1)  # (Q, m)
+        self.k = k
+        self.bits = 64 * self.q_words.shape[1]
+        limit = self.bits if radius is None else min(int(radius), self.bits)
+        self.cap = np.full(len(queries_u8), limit, np.int64)
+        self.found = np.zeros((len(queries_u8), self.bits + 1), np.int64)  # rows by distance
+        self.masks = [_word_mask(start, bits) for start, bits in spec]
+        self.pool: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def add(self, tables: Tables, j: int, r: int, at, owner, video, blocked) -> None:
+        """Score the candidates at ``at`` of table j (found at radius r) and keep the new
+        ones that can still answer: first by distance (few pass it), then the repeats."""
+        codes = tables.codes[j]
+        if codes.shape[1] == 1:  # one word (codes of up to 64 bits): 1-d, no row sums
+            x = codes.reshape(-1)[at] ^ self.q_words[:, 0][owner]
+            dist = np.bitwise_count(x)
+        else:
+            x = codes[at] ^ self.q_words[owner]
+            dist = np.bitwise_count(x).sum(axis=1, dtype=np.int64)
+        pick = np.flatnonzero(dist <= self.cap[owner])
+        x, at, owner, dist = x[pick], at[pick], owner[pick], dist[pick].astype(np.int64)
+        keep = np.ones(len(pick), bool)
+        for other, (word, mask) in enumerate(self.masks):
+            if other != j:  # seen before in an earlier table within r, a later one within r-1
+                sub = np.bitwise_count((x if x.ndim == 1 else x[:, word]) & mask)
+                keep &= sub > r if other < j else sub >= r
+        rows = tables.order[j][at[keep]].astype(np.int64)
+        owner, dist = owner[keep], dist[keep]
+        if blocked is not None and len(blocked):
+            ok = ~np.isin(video[rows], blocked)
+            owner, rows, dist = owner[ok], rows[ok], dist[ok]
+        if not len(rows):
+            return
+        self.pool.append((owner, rows, dist))
+        if self.k is not None:
+            width = self.bits + 1
+            self.found += np.bincount(owner * width + dist, minlength=self.found.size).reshape(
+                self.found.shape
+            )
+            touched = np.unique(owner)
+            reach = (np.cumsum(self.found[touched], axis=1) < self.k).sum(axis=1)
+            self.cap[touched] = np.minimum(self.cap[touched], reach)
+
+    def collect(self, handed_back: np.ndarray) -> list[tuple[np.ndarray, np.ndarray] | None]:
+        """The answer per query: its k nearest rows within the cap, (distance, row) order.
+
+        The pool holds each row once; rows tied at the cap can be many where codes repeat
+        a lot, so past ``_SORT_ALL`` a query only sorts its k nearest (:func:`_nearest`).
+        """
+        n_queries, k = len(self.cap), self.k
+        empty = np.zeros(0, np.int64)
+        q, r, d = (
+            (np.concatenate(p) for p in zip(*self.pool, strict=True))
+            if self.pool
+            else (empty, empty, empty)
+        )
+        keep = d <= self.cap[q]
+        q, r, d = q[keep], r[keep], d[keep]
+        if k is None or len(q) <= _SORT_ALL * n_queries:  # one sort for the whole batch
+            order = np.lexsort((r, d, q))
+            q, r, d = q[order], r[order], d[order]
+            bounds = np.searchsorted(q, np.arange(n_queries + 1)).tolist()
+            spans = [(bounds[i], bounds[i + 1]) for i in range(n_queries)]
+            if k is not None:
+                spans = [(lo, min(hi, lo + k)) for lo, hi in spans]
+            return [
+                None if handed_back[i] else (d[lo:hi].astype(np.int32), r[lo:hi])
+                for i, (lo, hi) in enumerate(spans)
+            ]
+        results: list[tuple[np.ndarray, np.ndarray] | None] = []
+        by_query = np.argsort(q, kind="stable")
+        bounds = np.searchsorted(q[by_query], np.arange(n_queries + 1))
+        for i in range(n_queries):
+            if handed_back[i]:
+                results.append(None)
+                continue
+            mine = by_query[bounds[i] : bounds[i + 1]]
+            ri, di = _nearest(r[mine], d[mine], k)
+            order = np.lexsort((ri, di))[:k]
+            results.append((di[order].astype(np.int32), ri[order]))
+        return results
 
 
-def _nearest(rows: np.ndarray, dist: np.ndarray, k: int, tables: int):
-    """The entries that can be among the k best distinct rows: every entry nearer than the
-    distance where k * tables entries are reached, and of those at that distance the
-    k * tables smallest rows (repeats of a row share its distance)."""
-    need = k * tables
-    if len(rows) <= need:
+def _word_mask(start: int, bits: int) -> tuple[int, np.uint64]:
+    """(word, mask) selecting the substring at ``start`` in a code read as native uint64
+    words (the stored bytes are big-endian: the mask is made as a value, then byte-swapped)."""
+    value = ((1 << bits) - 1) << (64 - start % 64 - bits)
+    return start // 64, np.frombuffer(value.to_bytes(8, "big"), np.uint64)[0]
+
+
+def _nearest(rows: np.ndarray, dist: np.ndarray, k: int):
+    """The entries that can be among the k best (distinct) rows: every entry nearer than
+    the k-th nearest distance, and of those at that distance the k smallest rows."""
+    if len(rows) <= k:
         return rows, dist
-    cut = int(np.partition(dist, need - 1)[need - 1])
+    cut = int(np.partition(dist, k - 1)[k - 1])
     near = dist < cut
     tied = np.flatnonzero(dist == cut)
-    room = need - int(near.sum())
+    room = k - int(near.sum())
     if len(tied) > room:
         tied = tied[np.argpartition(rows[tied], room - 1)[:room]] if room > 0 else tied[:0]
     pick = np.concatenate([np.flatnonzero(near), tied])

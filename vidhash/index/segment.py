@@ -83,6 +83,8 @@ class Segment:
     _paths: dict[int, str] = field(default_factory=dict, repr=False)
     _video_ids: dict[int, str] = field(default_factory=dict, repr=False)
     _by_video_id: dict[str, list[int]] | None = field(default=None, repr=False)
+    # The engine's probed MIH cost per (k, radius, budget): vidhash.index.engine.plan.
+    probes: dict[tuple, float] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.codes = self.arrays["codes"].view(np.uint64)
