@@ -7,6 +7,7 @@ loading) and is measured around the process, peak RSS is the command's own (see
 
 * ``index VIDEOS``: ``vidhash index VIDEOS --out <fresh folder>`` per call; keyframes/s =
   the run's keyframes (from its ``--json`` summary) / the process's wall time.
+* ``extract VIDEOS``: ``vidhash extract VIDEOS --out <fresh folder>``, the same way.
 * ``search-image INDEX IMAGE``: a cold ``vidhash search INDEX --image IMAGE -k 10`` (the
   page cache warm: one untimed call of each first).
 
@@ -37,10 +38,10 @@ def run(checkout: str, argv: list[str]) -> tuple[float, int, str]:
     return _wait_call([sys.executable, "-m", "vidhash.cli", *argv], env)
 
 
-def index_call(checkout: str, videos: str, scratch: Path, extra: list[str]) -> dict:
-    out = scratch / "index"
+def ingest_call(checkout: str, command: str, videos: str, scratch: Path, extra: list[str]) -> dict:
+    out = scratch / command
     shutil.rmtree(out, ignore_errors=True)
-    wall, peak, text = run(checkout, ["index", videos, "--out", str(out), "--json", *extra])
+    wall, peak, text = run(checkout, [command, videos, "--out", str(out), "--json", *extra])
     keyframes = json.loads(text)["keyframes"]
     return {"wall": wall, "rss": peak, "rate": keyframes / wall, "keyframes": keyframes}
 
@@ -61,19 +62,20 @@ def report(name: str, runs: list[dict], key: str, unit: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["index", "search-image"])
+    parser.add_argument("what", choices=["index", "extract", "search-image"])
     parser.add_argument("inputs", nargs="+")
     parser.add_argument("--compare-checkout", required=True)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--extra", default="", help="more arguments for both index calls")
+    parser.add_argument("--extra", default="", help="more arguments for both ingest calls")
     args = parser.parse_args()
     other = str(Path(args.compare_checkout).resolve())
     sides = {"this checkout": HERE, "compare": other}
     runs: dict[str, list[dict]] = {name: [] for name in sides}
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        if args.what == "index":
-            call = lambda co: index_call(co, args.inputs[0], scratch, args.extra.split())  # noqa: E731
+        if args.what in ("index", "extract"):
+            extra = args.extra.split()
+            call = lambda co: ingest_call(co, args.what, args.inputs[0], scratch, extra)  # noqa: E731
             key, unit = "rate", "keyframes/s"
         else:
             call = lambda co: search_call(co, args.inputs[0], args.inputs[1])  # noqa: E731
@@ -89,7 +91,7 @@ def main() -> None:
     ratios = [a[key] / b[key] for a, b in zip(runs["this checkout"], runs["compare"], strict=True)]
     print(f"  ratio this/compare, pair by pair: median {statistics.median(ratios):.2f} "
           f"({', '.join(f'{r:.2f}' for r in ratios)}); {load()}")  # fmt: skip
-    if args.what == "index":
+    if args.what != "search-image":
         counts = [runs[name][0]["keyframes"] for name in sides]
         print(f"  keyframes: {counts[0]} vs {counts[1]}")
     else:
