@@ -50,8 +50,8 @@ sys.path.insert(0, str(REPO))
 from vidhash.errors import DecodeError  # noqa: E402
 from vidhash.eval.concepts import IndexData, evaluate_concepts  # noqa: E402
 from vidhash.fsutil import content_hash  # noqa: E402
-from vidhash.index.annotate import resolve_labels  # noqa: E402
-from vidhash.index.codes import pack_bits  # noqa: E402
+from vidhash.index.search.annotate import resolve_labels  # noqa: E402
+from vidhash.index.store.codes import pack_bits  # noqa: E402
 from vidhash.media import read_rgb  # noqa: E402
 from vidhash.models import load_model  # noqa: E402
 from vidhash.models.backbones import get_backbone  # noqa: E402

@@ -4,7 +4,7 @@ Claim (issue 4): padding 48-bit codes to 64 bits makes FAISS's exact search >= 3
 with identical distances. This script measures, in one run and on one machine:
 
 * q/s of FAISS ``IndexBinaryFlat(48)`` (raw 6-byte codes, FAISS defaults) -- the baseline;
-* q/s of ``vidhash.index.flat.HammingSearcher`` (codes zero-padded to 8 bytes, counting
+* q/s of ``vidhash.index.search.flat.HammingSearcher`` (codes zero-padded to 8 bytes, counting
   top-k, exact (distance, id) order) -- what ``Index.search`` runs;
 * their ratio, with one thread and with all threads;
 * bytes of memory per code (FAISS's code size, and the measured RSS growth when adding);
@@ -27,8 +27,8 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from vidhash.index.flat import HammingSearcher
-from vidhash.index.search import Index
+from vidhash.index.search.flat import HammingSearcher
+from vidhash.index.search.index import Index
 
 CODE_BITS = 48
 
@@ -82,7 +82,7 @@ def open_index(n_codes: int) -> None:
     import tempfile
 
     from vidhash.fsutil import keyframe_id
-    from vidhash.index.store import IndexStore
+    from vidhash.index import IndexStore
 
     rng = np.random.default_rng(1)
     model = {"model_id": "0" * 64, "model_name": "bench", "model_config": {}, "code_bits": 48}

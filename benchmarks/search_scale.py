@@ -21,7 +21,7 @@ Each subcommand prints the figures docs/RESULTS.md quotes:
   instead times ``Index.search_arrays`` (every segment, merged by keyframe id) on an
   on-disk index against the flat scan of all its codes.
 * ``cost``: the engine's per-segment choice of MIH or the flat scan by predicted cost
-  (:func:`vidhash.index.engine.plan`): ``Index.search_arrays`` against FAISS
+  (:func:`vidhash.index.search.engine.plan`): ``Index.search_arrays`` against FAISS
   ``IndexBinaryFlat`` on the raw 48-bit codes (6 bytes, FAISS defaults: the baseline) and
   the padded flat scan (``HammingSearcher``), side by side in one process, one thread, on
   (a) ``--codes`` uniform random codes and (b) as many clustered ones (``--centres``,
@@ -65,11 +65,11 @@ import numpy as np
 from search import interleaved_qps  # the sibling benchmark's side-by-side timer
 
 from vidhash.fsutil import keyframe_id
-from vidhash.index import engine
-from vidhash.index.codes import pad_to_64
-from vidhash.index.flat import HammingSearcher
-from vidhash.index.search import Index
-from vidhash.index.segment import NULLS, assemble, fixed_ids
+from vidhash.index.search import engine
+from vidhash.index.search.flat import HammingSearcher
+from vidhash.index.search.index import Index
+from vidhash.index.search.segment import NULLS, assemble, fixed_ids
+from vidhash.index.store.codes import pad_to_64
 
 BITS = 48
 MODEL = {"model_id": "5" * 64, "model_name": "bench", "model_config": {}, "code_bits": BITS}
@@ -117,7 +117,7 @@ def load() -> str:
 
 
 def build(args: argparse.Namespace) -> None:
-    from vidhash.index.store import IndexStore
+    from vidhash.index import IndexStore
 
     centres = random_centres(args.centres, seed=0)
     dims = args.descriptor_dims
@@ -191,7 +191,7 @@ def cli(args: argparse.Namespace) -> None:
             argv += ["--codes-only"] if args.codes_only else []
             wall, peak, out = _wait_call([*argv, "-k", "10", "--json"], env)
             hits = json.loads(out)["hits"]
-            expected = index.search_ids([kid], k=10, rerank=not args.codes_only)[0]
+            expected = index.search_ids(kid, k=10, rerank=not args.codes_only)
             assert [(h["distance"], h["keyframe_id"]) for h in hits] == [
                 (h.distance, h.keyframe_id) for h in expected
             ]
@@ -281,7 +281,7 @@ def rerank_bench(args: argparse.Namespace) -> None:
     def one_by_one(rerank: bool):
         def run(queries):
             return [index.search(codes[q], k=args.k, descriptors=desc[q], rerank=rerank,
-                                 candidates=args.candidates)[0] for q in queries]  # fmt: skip
+                                 candidates=args.candidates) for q in queries]  # fmt: skip
 
         return run
 
@@ -411,8 +411,8 @@ def writer_layout(n: int, per: int) -> list[int]:
 def on_disk_index(codes: np.ndarray, per: int, folder: Path) -> Index:
     """An ``Index`` over segment files of these codes, memory-mapped as ``Index.open`` maps
     them, in the writer's layout (MIH tables from ``MIH_MIN_ROWS``); rows in code order."""
-    from vidhash.index.searchfile import SearchView
-    from vidhash.index.segment import Segment
+    from vidhash.index.search.file import SearchView
+    from vidhash.index.search.segment import Segment
 
     segs, first = [], 0
     for i, size in enumerate(writer_layout(len(codes), per)):
@@ -513,7 +513,7 @@ def write_cost(args: argparse.Namespace) -> None:
 def time_in_search_file(videos: Path, scratch: str | None) -> tuple[float, float]:
     """(seconds inside the search file's writer, seconds of the whole run) of one
     ``build_index`` run in this process: the cost without the noise of two runs."""
-    from vidhash.index.searchwriter import SearchWriter
+    from vidhash.index.search.writer import SearchWriter
     from vidhash.ingest import build_index
     from vidhash.models import load_model
 

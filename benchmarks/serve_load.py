@@ -38,7 +38,7 @@ import httpx
 import numpy as np
 
 from vidhash.fsutil import keyframe_id
-from vidhash.index.store import IndexStore
+from vidhash.index import IndexStore
 
 MODEL = {"model_id": "b" * 64, "model_name": "synthetic", "model_config": {}, "code_bits": 48}
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from test_index_helpers import MODEL, content_of, keyframes_for  # noqa: E402
 
-from vidhash.index.store import IndexStore  # noqa: E402
+from vidhash.index import IndexStore  # noqa: E402
 
 
 def operations() -> list[tuple[str, str, int]]:

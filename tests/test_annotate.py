@@ -11,9 +11,9 @@ from test_index_helpers import MODEL, build_index, content_of, keyframes_for
 
 from vidhash.cli import main
 from vidhash.errors import InputError
-from vidhash.index.annotate import annotate
-from vidhash.index.search import Index
-from vidhash.index.store import IndexStore
+from vidhash.index import IndexStore
+from vidhash.index.search.annotate import annotate
+from vidhash.index.search.index import Index
 
 
 @pytest.fixture()
@@ -98,9 +98,9 @@ def test_every_scope_and_multi_label(index: Path, tmp_path: Path) -> None:
     # the join: search hits carry their concepts
     search = Index.open(index)
     query = kid("videos/clip2.mp4", 0)
-    hit = search.search(search.code_of(query), k=1)[0][0]
+    hit = search.search(search.code_of(query), k=1)[0]
     assert hit.keyframe_id == query and hit.concepts == ["person", "street"]
-    assert search.search(search.code_of(kid("videos/clip1.mp4", 0)), k=1)[0][0].concepts == []
+    assert search.search(search.code_of(kid("videos/clip1.mp4", 0)), k=1)[0].concepts == []
 
 
 def test_relabelling_replaces_the_table(index: Path, tmp_path: Path) -> None:

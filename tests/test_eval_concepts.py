@@ -11,7 +11,7 @@ import pytest
 
 from vidhash.eval import concepts, report
 from vidhash.fsutil import keyframe_id
-from vidhash.index.store import IndexStore
+from vidhash.index import IndexStore
 
 BITS = 16
 
@@ -265,7 +265,7 @@ def test_compare_requires_same_keyframes_and_labels(tmp_path):
 
 def test_rankings_agree_with_index_search(tmp_path):
     """Evaluation ranks exactly as `vidhash search` (FAISS) does: distance, then keyframe id."""
-    from vidhash.index.search import Index
+    from vidhash.index.search.index import Index
 
     root = random_index(tmp_path / "idx", seed=11)
     data = concepts.load_index(root)

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from vidhash.fsutil import content_hash
-from vidhash.index.layout import part_key
+from vidhash.index.store.layout import part_key
 from vidhash.ingest import IngestOptions, extract
 
 FAST = IngestOptions(every=1.0, size=32)

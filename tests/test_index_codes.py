@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from vidhash.index.codes import (
+from vidhash.index.store.codes import (
     code_nbytes,
     codes_from_arrow,
     codes_from_sign,

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from vidhash.fsutil import keyframe_id
-from vidhash.index.store import IndexStore
+from vidhash.index import IndexStore
 
 MODEL = {
     "model_id": "a" * 64,

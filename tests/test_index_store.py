@@ -18,15 +18,15 @@ import pytest
 from test_index_helpers import MODEL, build_index, content_of, keyframes_for
 
 from vidhash.errors import IndexMissingError, ModelMismatchError, UsageError
-from vidhash.index.layout import (
+from vidhash.index import IndexStore
+from vidhash.index.search.index import Index
+from vidhash.index.store.layout import (
     ANNOTATIONS_SCHEMA,
     META_SCHEMA,
     VIDEOS_SCHEMA,
     keyframes_schema,
     part_key,
 )
-from vidhash.index.search import Index
-from vidhash.index.store import IndexStore
 
 TESTS = Path(__file__).parent
 
@@ -253,7 +253,7 @@ import sys, time
 sys.path.insert(0, {tests!r})
 import numpy as np
 from test_index_helpers import MODEL, content_of, keyframes_for
-from vidhash.index.store import IndexStore
+from vidhash.index import IndexStore
 store = IndexStore.open({root!r}, model_meta=MODEL, create=True)
 done = store.done()
 rng = np.random.default_rng(0)

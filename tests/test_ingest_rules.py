@@ -15,7 +15,7 @@ from indexes import read_keyframes, read_videos, run_main
 
 import vidhash.ingest.plan
 from vidhash.fsutil import content_hash
-from vidhash.index.layout import part_key
+from vidhash.index.store.layout import part_key
 from vidhash.ingest import IngestOptions, build_index, extract
 
 EVERY_SECOND = IngestOptions(every=1.0)

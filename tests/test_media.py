@@ -26,7 +26,7 @@ def phone_photo(path: Path) -> np.ndarray:
 
 def test_every_stage_reads_a_phone_photo_upright(tmp_path: Path) -> None:
     from vidhash.eval.protocols import load_image
-    from vidhash.index.sheet import load_rgb
+    from vidhash.index.search.sheet import load_rgb
     from vidhash.train import datasets
     from vidhash.video.sampling import iter_keyframes
 

@@ -17,7 +17,7 @@ import pytest
 from vidhash import metrics
 from vidhash.eval import metrics as bench
 from vidhash.eval import protocols
-from vidhash.index import codes as index_codes
+from vidhash.index.store import codes as index_codes
 from vidhash.train.datasets import ImageFolderSet
 from vidhash.train.retrieval import database_keys, retrieval_map
 

@@ -18,7 +18,7 @@ from indexes import read_keyframes as keyframes
 from indexes import read_videos as videos
 from indexes import vidhash_argv
 
-from vidhash.index.search import Index
+from vidhash.index.search.index import Index
 from vidhash.ingest import IngestOptions, build_index
 from vidhash.models import load_model
 
@@ -72,7 +72,7 @@ def test_a_keyframe_finds_itself_first(corpus, tmp_path, model):
     index = Index.open(out)
     kf = keyframes(out)
     kf_id = kf["keyframe_id"].iloc[3]
-    hits = index.search(index.code_of(kf_id), k=5)[0]
+    hits = index.search(index.code_of(kf_id), k=5)
     assert hits[0].distance == 0
     assert kf_id in [h.keyframe_id for h in hits if h.distance == 0]
 

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_index_helpers import build_index
 
-from vidhash.index.codes import hamming
-from vidhash.index.flat import HammingSearcher
-from vidhash.index.search import Index
+from vidhash.index.search.flat import HammingSearcher
+from vidhash.index.search.index import Hit, Index
+from vidhash.index.store.codes import hamming
 
 
 def brute_force(codes: np.ndarray, query: np.ndarray, k: int, allowed=None):
@@ -59,7 +59,7 @@ def test_keyframe_finds_itself_first(tmp_path: Path) -> None:
     index = Index.open(tmp_path / "idx")
     assert len(index) == 18
     for kid in index.keyframes["keyframe_id"]:
-        hits = index.search(index.code_of(kid), k=3)[0]
+        hits = index.search(index.code_of(kid), k=3)
         assert hits[0].keyframe_id == kid and hits[0].distance == 0
         assert hits[0].video_path.startswith("videos/clip")
 
@@ -70,7 +70,7 @@ def test_ties_broken_by_distance_then_keyframe_id(tmp_path: Path) -> None:
     codes = np.stack([index.code_of(k) for k in index.keyframes["keyframe_id"]])
     ids = index.keyframes["keyframe_id"].to_numpy()
     query = codes[7]
-    hits = index.search(query, k=25)[0]
+    hits = index.search(query, k=25)
     dist = hamming(query, codes)
     expected = sorted(zip(dist.tolist(), ids.tolist(), strict=True))[:25]
     assert [(h.distance, h.keyframe_id) for h in hits] == expected
@@ -83,7 +83,20 @@ def test_batch_equals_single_queries(tmp_path: Path) -> None:
     queries = np.stack([index.code_of(k) for k in index.keyframes["keyframe_id"][:8]])
     batch = index.search(queries, k=7)
     for q in range(len(queries)):
-        assert batch[q] == index.search(queries[q], k=7)[0]
+        assert batch[q] == index.search(queries[q], k=7)
+
+
+def test_one_code_gives_one_list_and_a_batch_a_list_per_query(tmp_path: Path) -> None:
+    build_index(tmp_path / "idx", n_videos=2, per_video=5, alphabet=3, seed=9)
+    index = Index.open(tmp_path / "idx")
+    kid = index.keyframes["keyframe_id"].iat[3]
+    code = index.code_of(kid)
+    one = index.search(code, k=4)
+    assert one and all(isinstance(h, Hit) for h in one) and one[0].keyframe_id == kid
+    assert index.search(code[None], k=4) == [one]  # a batch of one
+    assert index.search(code.tobytes(), k=4) == one
+    assert index.search_ids(kid, k=4) == one
+    assert index.search_ids([kid], k=4) == [one]
 
 
 def test_radius(tmp_path: Path) -> None:
@@ -93,12 +106,12 @@ def test_radius(tmp_path: Path) -> None:
     query = codes[0]
     dist = hamming(query, codes)
     radius = int(np.sort(dist)[12])
-    within = index.search(query, k=None, radius=radius)[0]
+    within = index.search(query, k=None, radius=radius)
     assert len(within) == int((dist <= radius).sum())
     assert all(h.distance <= radius for h in within)
-    top = index.search(query, k=5, radius=radius)[0]
+    top = index.search(query, k=5, radius=radius)
     assert top == within[:5]
-    assert index.search(query, k=10, radius=0)[0][0].distance == 0
+    assert index.search(query, k=10, radius=0)[0].distance == 0
     with pytest.raises(ValueError):
         index.search(query, k=None, radius=None)
 
@@ -144,13 +157,13 @@ def test_vidhash_index_is_the_index_plus_model_queries() -> None:
 def test_empty_index_searches_to_nothing(tmp_path: Path) -> None:
     from test_index_helpers import MODEL
 
-    from vidhash.index.store import IndexStore
+    from vidhash.index import IndexStore
 
     IndexStore.open(tmp_path / "idx", model_meta=MODEL, create=True).close()
     index = Index.open(tmp_path / "idx")
     assert len(index) == 0
     assert index.search(np.zeros((2, 6), np.uint8), k=5) == [[], []]
-    assert index.search(np.zeros(6, np.uint8), k=None, radius=3) == [[]]
+    assert index.search(np.zeros(6, np.uint8), k=None, radius=3) == []
 
 
 @settings(max_examples=60, deadline=None)

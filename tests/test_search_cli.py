@@ -11,8 +11,8 @@ from PIL import Image
 from test_index_helpers import build_index, content_of
 
 from vidhash.cli import main
-from vidhash.index.search import Index
-from vidhash.index.sheet import make_contact_sheet
+from vidhash.index.search.index import Index
+from vidhash.index.search.sheet import make_contact_sheet
 
 
 @pytest.fixture()
@@ -57,8 +57,8 @@ def test_keyframe_query_json(index: Path, capsys) -> None:
 def flat_answer(root: Path, kid: str, k: int, radius=None, exclude_same_video=False) -> dict:
     """What ``vidhash search --keyframe --json`` printed before the search file: a brute-force
     scan of the committed Parquet rows, by (distance, keyframe id)."""
-    from vidhash.index.codes import hamming
-    from vidhash.index.store import IndexStore
+    from vidhash.index import IndexStore
+    from vidhash.index.store.codes import hamming
 
     store = IndexStore.open(root)
     rows = store.read_table("keyframes").sort_values("keyframe_id").reset_index(drop=True)
@@ -219,7 +219,7 @@ def test_image_and_video_queries_use_the_index_model(
     media_dir: Path, tmp_path: Path, capsys
 ) -> None:
     """Index two stills with a real network; each finds itself at distance 0."""
-    from vidhash.index.store import IndexStore
+    from vidhash.index import IndexStore
     from vidhash.media import read_rgb
     from vidhash.models import load_model
     from vidhash.transforms import center_crop_resize

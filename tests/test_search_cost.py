@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from test_search_engine import brute, clustered, make_segment
 
-from vidhash.index import engine
-from vidhash.index.codes import pad_to_64
+from vidhash.index.search import engine
+from vidhash.index.store.codes import pad_to_64
 
 N = 20_000  # rows: 16-bit tables, as segments of up to 4M rows have
 QUERIES = 64  # a batch large enough to be worth a probe

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vidhash.index import engine, mih
-from vidhash.index.codes import hamming, pad_to_64
-from vidhash.index.segment import NULLS, ROW_ARRAYS, assemble, fixed_ids, merge, words
+from vidhash.index.search import engine, mih
+from vidhash.index.search.segment import NULLS, ROW_ARRAYS, assemble, fixed_ids, merge, words
+from vidhash.index.store.codes import hamming, pad_to_64
 
 
 def make_segment(
@@ -259,7 +259,7 @@ def test_substrings_cover_the_code_without_crossing_words() -> None:
 def test_file_array_reads_what_the_map_shows(tmp_path) -> None:
     """The array file read back mapped and with pread (FileArray): same values for every
     kind of index; a damaged file is refused."""
-    from vidhash.index.arrayfile import DamagedFile, bsearch, read_arrays, write_arrays
+    from vidhash.index.search.arrayfile import DamagedFile, bsearch, read_arrays, write_arrays
 
     rng = np.random.default_rng(8)
     arrays = {
@@ -300,7 +300,7 @@ def test_an_index_from_a_pandas_table_searches_like_brute_force() -> None:
     """Index.from_table with pandas rows (large_string columns in Arrow) builds and answers."""
     import pandas as pd
 
-    from vidhash.index.search import Index
+    from vidhash.index.search.index import Index
 
     rng = np.random.default_rng(5)
     codes = rng.integers(0, 256, (50, 6), dtype=np.uint8)
@@ -314,7 +314,7 @@ def test_an_index_from_a_pandas_table_searches_like_brute_force() -> None:
                        for i, v in enumerate(video)],
     })  # fmt: skip
     index = Index.from_table(Path("."), keyframes, codes, 48, {}, {})
-    hits = index.search(codes[7], k=5)[0]
+    hits = index.search(codes[7], k=5)
     distances = hamming(codes[7], codes)
     assert [h.distance for h in hits] == sorted(distances)[:5]
     assert hits[0].keyframe_id == keyframes["keyframe_id"][7]

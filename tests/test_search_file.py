@@ -18,11 +18,11 @@ from crash_writer import operations
 from crash_writer import run as run_workload
 from test_index_helpers import MODEL, build_index, content_of, keyframes_for
 
-from vidhash.index.codes import hamming
-from vidhash.index.layout import part_key
-from vidhash.index.search import Index
-from vidhash.index.searchfile import Manifest, SearchView, source_files
-from vidhash.index.store import IndexStore
+from vidhash.index import IndexStore
+from vidhash.index.search.file import Manifest, SearchView, source_files
+from vidhash.index.search.index import Index
+from vidhash.index.store.codes import hamming
+from vidhash.index.store.layout import part_key
 
 TESTS = Path(__file__).parent
 
@@ -68,13 +68,13 @@ def assert_searches_like_parquet(root: Path, queries: int = 6) -> None:
     index = Index.open(root)
     assert len(index) == len(ids)
     if not ids:
-        assert index.search(np.zeros(6, np.uint8), k=5) == [[]]
+        assert index.search(np.zeros(6, np.uint8), k=5) == []
         return
     codes = np.stack([np.frombuffer(c, np.uint8) for c in table.column("code").to_pylist()])
     for q in range(0, len(ids), max(1, len(ids) // queries)):
         dist = hamming(codes[q], codes)
         expected = sorted(zip(dist.tolist(), ids, strict=True))[:15]
-        hits = index.search(codes[q], k=15)[0]
+        hits = index.search(codes[q], k=15)
         assert [(h.distance, h.keyframe_id) for h in hits] == expected
 
 
@@ -101,9 +101,9 @@ def test_kept_at_every_commit_in_few_segments(tmp_path: Path) -> None:
 def test_index_open_reads_no_parquet_and_loads_no_pandas_pyarrow_or_faiss(tmp_path: Path) -> None:
     build_index(tmp_path / "idx", n_videos=5, per_video=30, alphabet=4)
     code = (
-        "import sys; from vidhash.index.search import Index\n"
+        "import sys; from vidhash.index.search.index import Index\n"
         f"index = Index.open({str(tmp_path / 'idx')!r})\n"
-        "hits = index.search(index.code_of(index.view.segments[0].keyframe_id(0)), k=5)[0]\n"
+        "hits = index.search(index.code_of(index.view.segments[0].keyframe_id(0)), k=5)\n"
         "assert hits[0].distance == 0\n"
         "print(sorted(m for m in ('pandas', 'pyarrow', 'faiss', 'torch') if m in sys.modules))\n"
     )
@@ -206,7 +206,7 @@ def test_missing_or_damaged_search_file_is_rebuilt_on_open(tmp_path: Path, damag
 def test_a_writer_rewrites_segments_whose_tables_are_not_what_their_size_calls_for(
     tmp_path: Path, monkeypatch
 ) -> None:
-    from vidhash.index import segment
+    from vidhash.index.search import segment
 
     root = tmp_path / "idx"
     build_index(root, n_videos=6, per_video=40, alphabet=4, seed=6)
@@ -235,7 +235,7 @@ def test_stale_while_another_writer_holds_the_lock(tmp_path: Path) -> None:
         before = files_of(root)
         index = Index.open(root)
         assert index.view.generation == Manifest.read(root).generation
-        assert {(h.keyframe_id) for h in index.search(np.zeros(6, np.uint8), k=100)[0]} == {
+        assert {(h.keyframe_id) for h in index.search(np.zeros(6, np.uint8), k=100)} == {
             kid for kid, _, _ in old
         }
         shutil.rmtree(root / "search")
@@ -266,7 +266,7 @@ def test_concepts_come_from_the_search_file_and_follow_annotate(tmp_path: Path) 
     assert_current(root)
     index = Index.open(root)
     assert index.concepts_of(kids[0]) == ["car", "dog"] and index.concepts_of(kids[2]) == []
-    hit = index.search(index.code_of(kids[1]), k=1)[0][0]
+    hit = index.search(index.code_of(kids[1]), k=1)[0]
     assert hit.keyframe_id == kids[1] and hit.concepts == ["car", "cat"]
     with IndexStore.open(root) as store:
         store.write_annotations(pa.table({"keyframe_id": [kids[2]], "concept": ["tree"],

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from test_index_helpers import MODEL, content_of, keyframes_for
 
-from vidhash.index.codes import hamming
-from vidhash.index.search import NO_DESCRIPTORS, Index
-from vidhash.index.store import IndexStore
+from vidhash.index import IndexStore
+from vidhash.index.search.index import NO_DESCRIPTORS, Index
+from vidhash.index.store.codes import hamming
 
 DIMS = 8
 DESC_MODEL = {**MODEL, "model_id": "d" * 64, "descriptor_dims": DIMS}
@@ -73,7 +73,7 @@ def test_two_stage_is_brute_force(tmp_path: Path, k: int, candidates: int) -> No
     for _ in range(10):
         code = rng.integers(0, 3, 6, dtype=np.uint8)
         desc = unit(rng, 1)[0]
-        hits = index.search(code, k=k, descriptors=desc, candidates=candidates)[0]
+        hits = index.search(code, k=k, descriptors=desc, candidates=candidates)
         want_ids, want_dist, want_scores = expected(index, code, desc, k, candidates)
         assert [h.keyframe_id for h in hits] == want_ids
         assert [h.distance for h in hits] == want_dist
@@ -84,8 +84,8 @@ def test_codes_only_keeps_hamming_order_and_reports_scores(tmp_path: Path) -> No
     build(tmp_path / "idx")
     index = Index.open(tmp_path / "idx")
     ids, codes, desc, _ = table(index)
-    plain = index.search(codes[3], k=15)[0]
-    scored = index.search(codes[3], k=15, descriptors=desc[3], rerank=False)[0]
+    plain = index.search(codes[3], k=15)
+    scored = index.search(codes[3], k=15, descriptors=desc[3], rerank=False)
     assert [h.keyframe_id for h in scored] == [h.keyframe_id for h in plain]
     assert all(h.score is None for h in plain)
     want = {k: float(s) for k, s in zip(ids, desc @ desc[3], strict=True)}
@@ -97,7 +97,7 @@ def test_keyframe_query_uses_its_stored_descriptor(tmp_path: Path) -> None:
     index = Index.open(tmp_path / "idx")
     ids, _, _, _ = table(index)
     for kid in ids[::37]:
-        hits = index.search_ids([kid], k=5)[0]
+        hits = index.search_ids(kid, k=5)
         assert hits[0].keyframe_id == kid and hits[0].distance == 0
         assert hits[0].score == pytest.approx(1.0, abs=2e-3)
 
@@ -107,7 +107,7 @@ def test_radius_reranks_everything_within_it(tmp_path: Path) -> None:
     index = Index.open(tmp_path / "idx")
     rng = np.random.default_rng(1)
     code, desc = rng.integers(0, 3, 6, dtype=np.uint8), unit(rng, 1)[0]
-    hits = index.search(code, k=8, radius=6, descriptors=desc)[0]
+    hits = index.search(code, k=8, radius=6, descriptors=desc)
     want_ids, want_dist, _ = expected(index, code, desc, 8, 0, radius=6)
     assert [h.keyframe_id for h in hits] == want_ids and max(want_dist) <= 6
 
@@ -124,7 +124,7 @@ def test_concept_filter_and_exclusion(tmp_path: Path) -> None:
     keep = np.isin(ids, [k for k, cs in labels.items() if "dog" in cs])
     for rerank in (True, False):
         code, desc = rng.integers(0, 3, 6, dtype=np.uint8), unit(rng, 1)[0]
-        hits = index.search(code, k=12, descriptors=desc, concept="dog", rerank=rerank)[0]
+        hits = index.search(code, k=12, descriptors=desc, concept="dog", rerank=rerank)
         assert all("dog" in h.concepts for h in hits) and len(hits) == 12
         if rerank:
             want_ids, _, _ = expected(index, code, desc, 12, 100, keep=keep)
@@ -146,7 +146,7 @@ def test_concept_filter_over_segments_without_that_concept(tmp_path: Path) -> No
     with IndexStore.open(tmp_path / "idx") as store:
         store.write_annotations(pd.DataFrame(rows, columns=["keyframe_id", "concept", "group"]))
     index = Index.open(tmp_path / "idx")
-    hits = index.search(np.zeros(6, np.uint8), k=5, concept="rare")[0]
+    hits = index.search(np.zeros(6, np.uint8), k=5, concept="rare")
     assert sorted(h.keyframe_id for h in hits) == sorted(ids[[2, 5]])
 
 
@@ -156,10 +156,10 @@ def test_descriptors_survive_merges_and_rebuilds(tmp_path: Path) -> None:
     build(tmp_path / "idx", n_videos=9, per_video=25, seed=4)
     index = Index.open(tmp_path / "idx")
     ids, codes, desc, _ = table(index)
-    before = [index.search(codes[i], k=10, descriptors=desc[i])[0] for i in range(0, 200, 40)]
+    before = [index.search(codes[i], k=10, descriptors=desc[i]) for i in range(0, 200, 40)]
     shutil.rmtree(tmp_path / "idx" / "search")
     again = Index.open(tmp_path / "idx")
-    after = [again.search(codes[i], k=10, descriptors=desc[i])[0] for i in range(0, 200, 40)]
+    after = [again.search(codes[i], k=10, descriptors=desc[i]) for i in range(0, 200, 40)]
     assert [[h.to_dict() for h in q] for q in before] == [[h.to_dict() for h in q] for q in after]
 
 
@@ -170,8 +170,8 @@ def test_index_without_descriptors_searches_codes_only(tmp_path: Path) -> None:
     index = Index.open(tmp_path / "old")
     assert index.descriptor_dims == 0 and "--reindex" in NO_DESCRIPTORS
     code = index.code_of(index.keyframes["keyframe_id"].iat[0])
-    hits = index.search(code, k=3, descriptors=np.ones(DIMS, np.float32))[0]
-    assert [h.to_dict() for h in hits] == [h.to_dict() for h in index.search(code, k=3)[0]]
+    hits = index.search(code, k=3, descriptors=np.ones(DIMS, np.float32))
+    assert [h.to_dict() for h in hits] == [h.to_dict() for h in index.search(code, k=3)]
 
 
 def test_wrong_descriptor_shape_is_an_error(tmp_path: Path) -> None:

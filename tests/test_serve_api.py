@@ -32,8 +32,8 @@ import pytest
 from indexes import read_keyframes, run_vidhash, vidhash_argv
 from PIL import Image
 
-from vidhash.index.search import NO_DESCRIPTORS, Hit, Index
-from vidhash.index.store import IndexStore
+from vidhash.index import IndexStore
+from vidhash.index.search.index import NO_DESCRIPTORS, Hit, Index
 
 LABELS = "concept,group,video\ncat,local,cat.jpg\nrocket,global,launch.mp4\n"
 _BUILT: dict[str, Path] = {}  # one index per test session, shared with the browser tests
@@ -382,7 +382,7 @@ def test_two_stage_upload_is_the_library(
     expected = index.search(
         index.code_of(cup), k=5, descriptors=index.descriptor_of(cup), rerank=rerank,
         concept=concept,
-    )[0]  # fmt: skip
+    )  # fmt: skip
     got = as_tuples(result["hits"])
     assert [g[:2] for g in got] == [e[:2] for e in as_tuples(expected)]
     assert np.allclose([g[2] for g in got], [e.score for e in expected], atol=1e-3)

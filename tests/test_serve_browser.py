@@ -15,7 +15,7 @@ import pytest
 from indexes import read_keyframes
 from test_serve_api import media_of, serve, served_descriptor_index, served_index
 
-from vidhash.index.search import NO_DESCRIPTORS, Index
+from vidhash.index.search.index import NO_DESCRIPTORS, Index
 
 pytestmark = pytest.mark.browser
 

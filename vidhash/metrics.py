@@ -1,6 +1,6 @@
 """Hamming distance, ranking, AP@K and mAP over packed binary codes: the one implementation.
 
-Pure numpy at the bottom of the layers, so the index (``vidhash.index.codes.hamming``),
+Pure numpy at the bottom of the layers, so the index (``vidhash.index.store.codes.hamming``),
 training reports (``train-hash``), the hashing protocols (``benchmark-hashing``) and the
 concept evaluation (``vidhash evaluate``) all score with exactly this code, and give the
 same number on the same codes.
@@ -148,7 +148,7 @@ def two_stage_keys(
     The first stage is the ``candidates`` best by (distance, place in the database's
     order), among the items not excluded; they come first, by descending ``scores`` (ties
     keep their first-stage order). Every other item follows in (distance, place) order, as
-    a codes-only ranking would list it. This is :meth:`vidhash.index.search.Index.search`'s
+    a codes-only ranking would list it. This is :meth:`vidhash.index.search.index.Index.search`'s
     order; feed the keys to :func:`rank_by_distance` as its distances.
     """
     nq, n = distances.shape

@@ -24,8 +24,8 @@ import numpy as np
 
 from vidhash.errors import DecodeError, InputError, ModelMismatchError, UsageError
 from vidhash.fsutil import content_hash
-from vidhash.index import search
-from vidhash.index.paths import describe_model, rebuild_hint
+from vidhash.index.search import index as search
+from vidhash.index.store.paths import describe_model, rebuild_hint
 from vidhash.media import read_rgb
 from vidhash.models import SHIPPED_NAMES, load_model, shipped_models
 from vidhash.transforms import DEFAULT_SIZE, center_crop_resize
@@ -129,7 +129,8 @@ class Index(search.Index):
         """Keyframes that look like one preprocessed query; ``options`` as
         :meth:`Index.search` takes them (``rerank``, ``candidates``, ``concept``, ...)."""
         codes, descriptors = self.embed(pixels, model, device)
-        return self.search(codes, k=k, radius=radius, descriptors=descriptors, **options)[0]
+        one = None if descriptors is None else descriptors[0]
+        return self.search(codes[0], k=k, radius=radius, descriptors=one, **options)
 
     def search_image(
         self,

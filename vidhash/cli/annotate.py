@@ -26,7 +26,7 @@ def command(index_dir: str, labels_csv: str, as_json: bool) -> None:
     Bad rows (unknown ids or videos, ambiguous names, malformed values) are listed by
     line number and nothing is written.
     """
-    from vidhash.index.annotate import annotate
+    from vidhash.index.search.annotate import annotate
 
     summary = annotate(index_dir, labels_csv)
     if as_json:

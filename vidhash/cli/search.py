@@ -1,7 +1,7 @@
 """`vidhash search INDEX`: two-stage top-k for an image, a keyframe, or a video frame.
 
 The codes' exact Hamming candidates are re-ranked by the stored descriptors
-(``vidhash.index.search``); ``--codes-only`` gives the pure Hamming ranking. An index
+(``vidhash.index.search.index``); ``--codes-only`` gives the pure Hamming ranking. An index
 built before descriptors existed searches by codes and says once, on stderr, how to
 rebuild it.
 
@@ -32,7 +32,8 @@ from vidhash.video.stream import backend_names
 @click.option("--codes-only", is_flag=True, help="Rank by Hamming distance alone (no re-ranking).")
 @click.option(
     "--candidates",
-    help="Hamming candidates the descriptors re-rank [vidhash.index.search.RERANK_CANDIDATES].",
+    help="Hamming candidates the descriptors re-rank "
+    "[vidhash.index.search.index.RERANK_CANDIDATES].",
 )
 @click.option("--concept", help="Only keyframes labelled with this concept.")
 @click.option(
@@ -89,7 +90,7 @@ def command(
 
     query: dict = {}
     if keyframe_id is not None:
-        from vidhash.index.search import Index
+        from vidhash.index.search.index import Index
 
         index = Index.open(index_dir, access="read")  # one query: read only what it needs
         try:
@@ -99,7 +100,7 @@ def command(
         row = index.record(keyframe_id)
         query_pixels = None
         if sheet is not None and row["image_path"]:
-            from vidhash.index.sheet import load_rgb
+            from vidhash.index.search.sheet import load_rgb
 
             query_pixels = load_rgb(Path(index_dir) / row["image_path"])
         query = {
@@ -119,18 +120,17 @@ def command(
     options = {"rerank": not codes_only, "candidates": pool, "concept": concept}
     try:
         if keyframe_id is not None:
-            hits = index.search_ids([keyframe_id], top_k, max_distance, exclude_same_video,
-                                    **options)[0]  # fmt: skip
+            hits = index.search_ids(keyframe_id, top_k, max_distance, exclude_same_video,
+                                    **options)  # fmt: skip
         else:
             codes, descriptors = index.embed(query_pixels, model, device)
-            code = codes[0]
-            hits = index.search(code, top_k, max_distance, descriptors=descriptors,
-                                **options)[0]  # fmt: skip
+            code, desc = codes[0], None if descriptors is None else descriptors[0]
+            hits = index.search(code, top_k, max_distance, descriptors=desc, **options)
     except KeyError as exc:  # an unknown --concept
         raise UsageError(str(exc.args[0])) from None
     query["code"] = code.tobytes().hex()
     if not codes_only and not index.descriptor_dims:
-        from vidhash.index.search import NO_DESCRIPTORS
+        from vidhash.index.search.index import NO_DESCRIPTORS
 
         click.echo(f"note: {index_dir}: {NO_DESCRIPTORS}", err=True)
 
@@ -168,7 +168,7 @@ def _clock(seconds: float) -> str:
 
 
 def _write_sheet(path: str, query_pixels, hits, query: dict) -> None:
-    from vidhash.index.sheet import hit_caption, load_rgb, make_contact_sheet
+    from vidhash.index.search.sheet import hit_caption, load_rgb, make_contact_sheet
 
     results = []
     for hit in hits:

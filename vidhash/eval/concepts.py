@@ -36,8 +36,8 @@ import pandas as pd
 
 from vidhash import metrics
 from vidhash.errors import IndexMissingError, InputError, UsageError
-from vidhash.index.codes import unpack_bits
-from vidhash.index.store import IndexStore
+from vidhash.index.store.codes import unpack_bits
+from vidhash.index.store.store import IndexTables
 
 DEFINITIONS = (__doc__ or "").split("``DEFINITIONS``):", 1)[-1].strip()
 
@@ -65,12 +65,12 @@ class IndexData:
 def load_index(path: str | Path, require_annotations: bool = True) -> IndexData:
     """Read the committed keyframes, codes, meta and annotations of an index.
 
-    Goes through ``IndexStore`` so keyframes of an interrupted write are never scored.
+    Goes through ``IndexTables`` so keyframes of an interrupted write are never scored.
     Raises ``IndexMissingError`` when ``path`` is not an index and ``InputError`` when it
     has no annotations (``vidhash annotate`` adds them).
     """
     path = Path(path)
-    store = IndexStore.open(path)
+    store = IndexTables.open(path)
     keyframes = store.read_table("keyframes")
     if len(keyframes) == 0:
         raise IndexMissingError(f"index has no keyframes: {path}")
@@ -167,15 +167,15 @@ def evaluate_concepts(
     so the same protocol scores anchors that are not codes (e.g. float features ranked
     by quantised cosine distance, in ``benchmarks/codes.py``). ``rerank``: two-stage
     search's ranking (``candidates`` Hamming candidates, default
-    ``vidhash.index.search.RERANK_CANDIDATES``); an index without descriptors is a
+    ``vidhash.index.search.index.RERANK_CANDIDATES``); an index without descriptors is a
     :class:`UsageError`.
     """
     if rerank and index.descriptors is None:
-        from vidhash.index.search import NO_DESCRIPTORS
+        from vidhash.index.search.index import NO_DESCRIPTORS
 
         raise UsageError(f"--rerank: {index.path}: {NO_DESCRIPTORS}")
     if candidates is None:
-        from vidhash.index.search import RERANK_CANDIDATES
+        from vidhash.index.search.index import RERANK_CANDIDATES
 
         candidates = RERANK_CANDIDATES
     topks = sorted(set(int(k) for k in topks))

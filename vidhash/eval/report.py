@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 from vidhash.eval import metrics  # noqa: E402
 from vidhash.eval.concepts import DEFINITIONS, ConceptEvaluation, IndexData  # noqa: E402
 from vidhash.fsutil import atomic_path, atomic_write_bytes  # noqa: E402
-from vidhash.index.sheet import hit_caption, load_rgb, make_contact_sheet  # noqa: E402
+from vidhash.index.search.sheet import hit_caption, load_rgb, make_contact_sheet  # noqa: E402
 
 OVERALL = "overall"
 
@@ -108,7 +108,7 @@ def contact_sheet(
     n_results: int = 10,
     title: str = "",
 ) -> Path:
-    """Query keyframe + its top results via ``vidhash.index.sheet`` (the same sheets as
+    """Query keyframe + its top results via ``vidhash.index.search.sheet`` (the same sheets as
     ``vidhash search --sheet``): green border = shares the concept (hit), red = miss."""
     kf = index.keyframes
     row_of = {kid: i for i, kid in enumerate(kf["keyframe_id"])}

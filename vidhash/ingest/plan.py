@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from vidhash.fsutil import content_hash
-from vidhash.index.parts import Check, PartStore
+from vidhash.index.store.parts import Check, PartStore
 from vidhash.ingest.frames import error_line
 from vidhash.ingest.options import IngestOptions
 from vidhash.video.discover import Discovered, classify

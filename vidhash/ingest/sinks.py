@@ -19,9 +19,9 @@ import numpy as np
 import pyarrow as pa
 
 from vidhash.errors import UsageError
-from vidhash.index.layout import is_index, keyframes_schema
-from vidhash.index.parts import Check, PartStore
-from vidhash.index.store import IndexStore
+from vidhash.index import IndexStore
+from vidhash.index.store.layout import is_index, keyframes_schema
+from vidhash.index.store.parts import Check, PartStore
 
 
 class Encoder(Protocol):

@@ -36,7 +36,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from vidhash.index.search import Hit
+from vidhash.index.search.index import Hit
 from vidhash.serve import validate, views
 from vidhash.serve.query import ModelUnavailable, QueryEncoder, UploadError, decode_upload
 from vidhash.serve.snapshot import IndexHolder
@@ -88,11 +88,11 @@ def create_app(
     holder = IndexHolder(index_dir, poll_seconds=poll_seconds)
     encoder = QueryEncoder(index_dir)
 
-    def search(find: Callable[[], list[list[Hit]]]) -> list[Hit]:
+    def search(find: Callable[[], list[Hit]]) -> list[Hit]:
         """OpenMP's team size is a per-thread setting: set it in the thread that searches."""
         faiss.omp_set_num_threads(search_threads)
         try:
-            return find()[0]
+            return find()
         except KeyError as exc:  # a concept gone between the check and the search
             raise ApiError(404, str(exc.args[0]) if exc.args else "not in the index") from None
 
@@ -174,9 +174,9 @@ def create_app(
         code = snap.index.code_of(kid)
         started = time.perf_counter()
 
-        def find() -> list[list[Hit]]:
+        def find() -> list[Hit]:
             return snap.index.search_ids(
-                [kid], k, exclude_same_video=exclude_same_video, rerank=rerank, concept=concept
+                kid, k, exclude_same_video=exclude_same_video, rerank=rerank, concept=concept
             )
 
         if len(snap) <= inline_max_keyframes:  # sub-millisecond: a thread hop costs more
@@ -217,7 +217,7 @@ def create_app(
         except ModelUnavailable as exc:
             raise ApiError(503, str(exc)) from None
 
-        def find() -> list[list[Hit]]:
+        def find() -> list[Hit]:
             return snap.index.search(
                 code, k, descriptors=descriptor, rerank=rerank, concept=concept
             )

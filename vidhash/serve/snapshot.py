@@ -2,7 +2,7 @@
 
 Contracts:
 
-* Every search goes through the opened :class:`vidhash.index.search.Index`
+* Every search goes through the opened :class:`vidhash.index.search.index.Index`
   (``search`` for an uploaded image's code and descriptor, ``search_ids`` for a keyframe;
   ``concept=`` and same-video exclusion are its own filters), so the service ranks
   exactly as ``vidhash search`` and the Python API do, two-stage where the index stores
@@ -35,10 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vidhash.index.paths import SEARCH_DIR
-from vidhash.index.search import NO_DESCRIPTORS, Index
-from vidhash.index.searchfile import MANIFEST
-from vidhash.index.store import IndexStore
+from vidhash.index.search.file import MANIFEST
+from vidhash.index.search.index import NO_DESCRIPTORS, Index
+from vidhash.index.store.paths import SEARCH_DIR
+from vidhash.index.store.store import IndexTables
 
 log = logging.getLogger("vidhash.serve")
 
@@ -124,7 +124,7 @@ def _signature(root: Path) -> tuple:
 
 def _groups(root: Path) -> dict[str, str]:
     """concept -> group, from the annotations table (``Index`` keeps only the names)."""
-    table = IndexStore.open(root).read_table("annotations")
+    table = IndexTables.open(root).read_table("annotations")
     return dict(zip(table["concept"], table["group"], strict=True)) if len(table) else {}
 
 

@@ -15,7 +15,7 @@ from pathlib import PurePath
 
 from fastapi.responses import JSONResponse
 
-from vidhash.index.search import Hit
+from vidhash.index.search.index import Hit
 from vidhash.serve.snapshot import Snapshot
 from vidhash.serve.validate import ApiError, clock
 

@@ -13,7 +13,7 @@ One layout serves both outputs: ``vidhash index`` (codes, meta) and ``vidhash ex
 
 ``<key>`` is :func:`part_key` of the input's absolute path. Readers never see a file half
 written: writes go to ``.tmp-*`` names (``vidhash.fsutil.atomic_path``) and are renamed.
-Names and paths live in :mod:`vidhash.index.paths` (no pyarrow) and are re-exported here.
+Names and paths live in :mod:`vidhash.index.store.paths` (no pyarrow) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from vidhash.fsutil import atomic_path
-from vidhash.index.codes import code_nbytes
-from vidhash.index.paths import (  # noqa: F401 - re-exported: the layout's names
+from vidhash.index.store.codes import code_nbytes
+from vidhash.index.store.paths import (  # noqa: F401 - re-exported: the layout's names
     IMAGES_DIR,
     LOCK_NAME,
     PART_PREFIX,

@@ -1,6 +1,6 @@
 """One file of named numpy arrays, written atomically and read by memory-mapping.
 
-The container of the search file's segments (:mod:`vidhash.index.segment`). Layout::
+The container of the search file's segments (:mod:`vidhash.index.search.segment`). Layout::
 
     bytes 0-7    b"VHARRAYS"
     bytes 8-11   format version, uint32 little-endian (1)

@@ -1,6 +1,6 @@
 """A segment of the search file: the keyframes of some committed inputs, sorted by id.
 
-One array file (:mod:`vidhash.index.arrayfile`) per segment, never changed once written.
+One array file (:mod:`vidhash.index.search.arrayfile`) per segment, never changed once written.
 Every per-row array is in the same row order, keyframe id order (bytes of the UTF-8 id,
 which is Python's and Arrow's string order), so within a segment a row number orders like
 the keyframe id and "ties by row" is "ties by keyframe id" (docs/SCHEMA.md, the search
@@ -20,7 +20,7 @@ file)::
     video_path_*, video_id_*     per input: its path and content hash (offsets + UTF-8 bytes)
     video_rows   (nv,)   int64   rows of each input
     video_part   (nv, 2) int64   (size, mtime_ns) of the keyframes part they came from
-    mih{j}_*                     multi-index hashing tables (:mod:`vidhash.index.mih`) when
+    mih{j}_*                     multi-index hashing tables (:mod:`vidhash.index.search.mih`) when
                                  the segment holds at least ``MIH_MIN_ROWS`` rows
 
 Building from Arrow needs pyarrow (the writer); reading needs numpy only.
@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from vidhash.index import mih
-from vidhash.index.arrayfile import bsearch, read_arrays, write_arrays
-from vidhash.index.paths import image_relpath
+from vidhash.index.search import mih
+from vidhash.index.search.arrayfile import bsearch, read_arrays, write_arrays
+from vidhash.index.store.paths import image_relpath
 
 MIH_MIN_ROWS = 100_000
 NULLS = {"frame_index": np.int64, "width": np.int32, "height": np.int32, "rotation": np.int16}
@@ -83,7 +83,7 @@ class Segment:
     _paths: dict[int, str] = field(default_factory=dict, repr=False)
     _video_ids: dict[int, str] = field(default_factory=dict, repr=False)
     _by_video_id: dict[str, list[int]] | None = field(default=None, repr=False)
-    # The engine's probed MIH cost per (k, radius, budget): vidhash.index.engine.plan.
+    # The engine's probed MIH cost per (k, radius, budget): vidhash.index.search.engine.plan.
     probes: dict[tuple, float] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -261,7 +261,7 @@ def from_arrow(table, code_bits: int, parts: dict[str, tuple[int, int, int]]) ->
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from vidhash.index.codes import codes_from_arrow
+    from vidhash.index.store.codes import codes_from_arrow
 
     n = table.num_rows
     width = 8 * words(code_bits)

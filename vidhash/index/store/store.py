@@ -1,16 +1,25 @@
 """The index on disk: a directory of Parquet tables that pandas, pyarrow and DuckDB read as is.
 
-``IndexStore`` is the index's writer and reader. It adds to the per-input parts of
-:class:`~vidhash.index.parts.PartStore` (commit records, recovery, checks) what makes them
-an index: the model that made the codes (``meta``), the code columns, the duplicate policy
-(:mod:`vidhash.index.owners`) and the annotations table. Layout and schemas:
-:mod:`vidhash.index.layout` and docs/SCHEMA.md.
+``IndexTables`` is the index's tables, written and read. It adds to the per-input parts of
+:class:`~vidhash.index.store.parts.PartStore` (commit records, recovery, checks) what makes
+them an index: the model that made the codes (``meta``), the code columns, the duplicate
+policy (:class:`~vidhash.index.store.owners.OwnedParts`) and the annotations table. Layout
+and schemas: :mod:`vidhash.index.store.layout` and docs/SCHEMA.md.
 
 A store opened with ``model_meta``, ``create`` or ``reindex`` is the *writer*: it takes
 ``INDEX/.lock`` at once and cleans up after any interrupted run. A store opened with none
 of them only reads, and takes the lock lazily if one of its write methods is called
 (``vidhash annotate`` does that). A model other than the index's is refused in one line
 that names the index's model and how to rebuild it.
+
+**Keepers.** A file derived from the tables (the search file) follows their commits
+through a :class:`Keeper` that :meth:`IndexTables.new_keeper` makes once the writer lock is
+held and the model is known: ``sync()`` then, and ``update(touched, fresh)`` after each
+outermost successful write (the part files it wrote or removed, each with its input's path,
+and the keyframes tables just written). Here there is none; the index writer
+:class:`vidhash.index.search.writer.IndexStore` returns the search file's writer, so this
+room never imports the search room. A failed write skips ``update``: the keeper's file is
+then stale, and whoever reads it repairs it.
 """
 
 from __future__ import annotations
@@ -22,13 +31,13 @@ import os
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, Self
 
 import pandas as pd
 import pyarrow as pa
 
 from vidhash.errors import IndexMissingError, ModelMismatchError, UsageError
-from vidhash.index.layout import (
+from vidhash.index.store.layout import (
     ANNOTATIONS_SCHEMA,
     IMAGES_DIR,
     LOCK_NAME,
@@ -42,21 +51,28 @@ from vidhash.index.layout import (
     unlink,
     write_parquet,
 )
-from vidhash.index.parts import PartStore
-from vidhash.index.paths import describe_model, descriptor_dims, rebuild_hint
-from vidhash.index.searchwriter import SearchWriter, enabled
+from vidhash.index.store.owners import OwnedParts
+from vidhash.index.store.paths import describe_model, descriptor_dims, rebuild_hint
 
 
-class IndexStore(PartStore):
-    """Reads and writes one index directory. Open with :meth:`open`."""
+class Keeper(Protocol):
+    """What keeps a file derived from the tables in step with their commits."""
 
-    dedupe = True
+    def sync(self) -> None:
+        """Reconcile with the tables as they are (the writer's start, a new model)."""
+
+    def update(self, touched: dict[Path, str], fresh: dict[Path, pa.Table]) -> None:
+        """After a write: part files touched (-> their input's path), keyframes written."""
+
+
+class IndexTables(OwnedParts):
+    """Reads and writes one index directory's tables. Open with :meth:`open`."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)  # the keyframes schema follows the meta
         self._meta: dict[str, Any] | None = None
-        self._search: SearchWriter | None = None
-        self._depth = 0  # nested write calls: the search file is updated when the outer ends
+        self._keeper: Keeper | None = None
+        self._depth = 0  # nested write calls: the keeper is updated when the outer one ends
 
     @classmethod
     def open(
@@ -66,7 +82,7 @@ class IndexStore(PartStore):
         model_meta: dict | None = None,
         reindex: bool = False,
         create: bool = False,
-    ) -> IndexStore:
+    ) -> Self:
         """Open (or with ``create`` make) an index; check or record the model.
 
         ``model_meta`` has model_id, model_name, model_config, code_bits (and optionally
@@ -99,7 +115,7 @@ class IndexStore(PartStore):
             if model_meta is not None and (existing is None or reindex):
                 store._write_meta(model_meta)
             (root / "meta").mkdir(exist_ok=True)
-            store._sync_search()
+            store._sync_keeper()
         except BaseException:
             store.close()
             raise
@@ -157,25 +173,28 @@ class IndexStore(PartStore):
         shutil.rmtree(self.root / IMAGES_DIR, ignore_errors=True)
         self._videos = {}
 
-    # ------------------------------------------------------------------ the search file
+    # ------------------------------------------------------------------ the keeper
+
+    def new_keeper(self) -> Keeper | None:
+        """The keeper of the files derived from these tables (see the module docstring);
+        called with the lock held and the model recorded. None: the tables alone."""
+        return None
 
     def _after_recover(self) -> None:
-        self._sync_search()
+        self._sync_keeper()
 
-    def _sync_search(self) -> None:
-        """Reconcile the search file with the parts (a writer's start, a new model)."""
+    def _sync_keeper(self) -> None:
+        """Start the keeper afresh and reconcile it with the parts."""
         self._touched.clear()
         self._fresh.clear()
-        if self.meta is None or not enabled():
-            self._search = None
-            return
-        self._search = SearchWriter(self)
-        self._search.sync()
+        self._keeper = self.new_keeper() if self.meta is not None else None
+        if self._keeper is not None:
+            self._keeper.sync()
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
-        """Around each public write: once the outermost one has succeeded, the search file
-        gets its files' changes (a failure leaves it stale, so the next open repairs it)."""
+        """Around each public write: once the outermost one has succeeded, the keeper gets
+        its files' changes (a failure leaves its file stale, so the next open repairs it)."""
         self._depth += 1
         try:
             yield
@@ -185,8 +204,8 @@ class IndexStore(PartStore):
             touched, fresh = dict(self._touched), dict(self._fresh)
             self._touched.clear()
             self._fresh.clear()
-            if self._search is not None and enabled():
-                self._search.update(touched, fresh)
+            if self._keeper is not None:
+                self._keeper.update(touched, fresh)
 
     # ------------------------------------------------------------------ writing
 
@@ -197,8 +216,9 @@ class IndexStore(PartStore):
         return keyframes_schema(self.code_bits, descriptor_dims(self.meta))
 
     def commit(self, video_row: dict, keyframes: list[dict] | pa.Table | None = None) -> str:
-        """Commit one input (see :meth:`PartStore.commit`); content already indexed under a
-        smaller path is recorded as ``duplicate``. Returns the status."""
+        """Commit one input (see :meth:`~vidhash.index.store.parts.PartStore.commit`);
+        content already indexed under a smaller path is recorded as ``duplicate``. Returns
+        the status."""
         self.acquire()
         if self.meta is None:
             raise UsageError(f"index {self.root} has no model recorded; open it with model_meta")

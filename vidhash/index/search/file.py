@@ -1,6 +1,6 @@
 """The search file: what a search reads instead of the Parquet tables, kept at every commit.
 
-``INDEX/search/`` holds immutable segment files (:mod:`vidhash.index.segment`: codes padded
+``INDEX/search/`` holds immutable segment files (:mod:`vidhash.index.search.segment`: codes padded
 to 64 bits, keyframe ids, inputs, times; rows sorted by keyframe id), an optional concepts
 file (labels by keyframe id) and ``manifest.json``, the commit point::
 
@@ -22,18 +22,17 @@ Contracts:
   before the manifest that names them, and the manifest is replaced the same way; files
   no manifest names are deleted afterwards. A kill at any moment leaves the old manifest
   with its files or the new one with its files, never a mixture.
-* The Parquet tables are the source of truth. :func:`open_view` compares the manifest's
+* The Parquet tables are the source of truth. :func:`read_current` compares the manifest's
   fingerprint with the files on disk (one ``stat`` per part file). Equal: the search file
-  is current. Different or missing: it is rebuilt, only what changed (an input whose part
-  changed is read again, see :mod:`vidhash.index.searchwriter`), under the writer lock.
-  When another process holds that lock (``vidhash index`` is running; it keeps the file
-  current and repairs it when it starts) the last good search file is read as it is: a
-  committed state at most one commit old. Without a usable search file and without the
-  lock (a read-only index, or a writer running), the view is built in memory from the
-  committed Parquet rows, as every open did before the search file existed.
-* Readers never block and never see a half-written state. A segment deleted between
-  reading the manifest and opening it (a writer compacted meanwhile) makes the reader read
-  the manifest again.
+  is current and is read. Different or missing: it answers nothing, and the open repairs it
+  (:mod:`vidhash.index.search.repair`: rebuilt under the writer lock, only what changed;
+  the last good file while another writer holds the lock; else built in memory).
+* Readers never block, never write, never take the lock and never see a half-written
+  state. A segment deleted between reading the manifest and opening it (a writer compacted
+  meanwhile) makes the reader read the manifest again.
+
+This module is the reader: the writer (:mod:`vidhash.index.search.writer`) imports it,
+never the other way round.
 """
 
 from __future__ import annotations
@@ -49,8 +48,9 @@ from typing import Any
 import numpy as np
 
 from vidhash.errors import IndexMissingError
-from vidhash.index.arrayfile import DamagedFile, bsearch, read_arrays
-from vidhash.index.paths import (
+from vidhash.index.search.arrayfile import DamagedFile, bsearch, read_arrays
+from vidhash.index.search.segment import Segment, fixed_ids
+from vidhash.index.store.paths import (
     ANNOTATIONS_FILE,
     META_FILE,
     PART_PREFIX,
@@ -58,7 +58,6 @@ from vidhash.index.paths import (
     descriptor_dims,
     is_index,
 )
-from vidhash.index.segment import Segment, fixed_ids
 
 log = logging.getLogger("vidhash.index")
 
@@ -222,7 +221,7 @@ class SearchView:
     @classmethod
     def load(cls, root: Path, manifest: Manifest, access: str = "map") -> SearchView:
         """The files ``manifest`` names, memory-mapped or (``access="read"``) read as
-        searches ask (:func:`vidhash.index.arrayfile.read_arrays`)."""
+        searches ask (:func:`vidhash.index.search.arrayfile.read_arrays`)."""
         folder = root / SEARCH_DIR
         bits, dims = int(manifest.meta["code_bits"]), descriptor_dims(manifest.meta)
         segments = [Segment.load(folder / s["file"], bits, access, dims) for s in manifest.segments]
@@ -233,12 +232,16 @@ class SearchView:
         return cls(dict(manifest.meta), segments, dead, concepts, manifest.generation)
 
 
-def open_view(path: str | os.PathLike, access: str = "map") -> SearchView:
-    """The index at ``path`` as a search sees it (see the module's contracts).
+def read_current(
+    path: str | os.PathLike, access: str = "map"
+) -> tuple[SearchView | None, Manifest | None]:
+    """The index at ``path`` as its search file shows it, when that file is current.
 
-    ``access="read"`` reads the files with ``pread`` as searches ask instead of mapping
-    them: for one-off processes (``vidhash search``), whose RSS then holds only what they
-    read. Raises ``IndexMissingError`` when there is no index (or no model) at path.
+    Returns (view, None) when it is; (None, the manifest found or None) when it is stale,
+    missing or damaged, for the caller to repair. ``access="read"`` reads the files with
+    ``pread`` as searches ask instead of mapping them: for one-off processes (``vidhash
+    search``), whose RSS then holds only what they read. Raises ``IndexMissingError`` when
+    there is no index at path.
     """
     root = Path(path)
     if not is_index(root):
@@ -251,13 +254,10 @@ def open_view(path: str | os.PathLike, access: str = "map") -> SearchView:
         if manifest is None or not manifest.current(source_files(root)):
             break
         try:
-            return SearchView.load(root, manifest, access)
+            return SearchView.load(root, manifest, access), None
         except FileNotFoundError:
             continue  # a writer replaced segments since we read the manifest: read it again
         except (DamagedFile, ValueError, KeyError) as exc:
             log.warning("%s: search file damaged (%s); rebuilding it", root, exc)
-            manifest = None
-            break
-    from vidhash.index.searchwriter import repair
-
-    return repair(root, manifest, access)
+            return None, None
+    return None, manifest

@@ -1,5 +1,5 @@
 """Commit records and recovery for a root of per-input Parquet parts (an index or an
-extract folder; layout in :mod:`vidhash.index.layout`).
+extract folder; layout in :mod:`vidhash.index.store.layout`).
 
 Crash safety comes from three rules. Every file is written to a ``.tmp-`` name and renamed,
 so no file is ever visible half-written. An input's keyframes part (and its images) are
@@ -12,6 +12,11 @@ committed, and ends with the rows of an uninterrupted run.
 
 :meth:`PartStore.check` finds committed inputs whose keyframes part or images are missing
 or unreadable: the ingest planner re-processes them, so a rerun heals the damage.
+
+A PartStore keeps every copy of identical content (an extract folder). The duplicate
+policy of an index lives in :class:`vidhash.index.store.owners.OwnedParts`, a subclass that
+fills the ``_owner_*`` steps of :meth:`PartStore.commit`, :meth:`PartStore.uncommit` and
+recovery (no-ops here) through the public methods below, so this module never imports it.
 """
 
 from __future__ import annotations
@@ -27,10 +32,9 @@ import pyarrow as pa
 
 from vidhash.errors import UsageError
 from vidhash.fsutil import remove_stale_temps
-from vidhash.index import owners
-from vidhash.index.codes import as_code_array, code_nbytes
-from vidhash.index.images import ImageStore
-from vidhash.index.layout import (
+from vidhash.index.store.codes import as_code_array, code_nbytes
+from vidhash.index.store.images import ImageStore
+from vidhash.index.store.layout import (
     KINDS,
     LOCK_NAME,
     PART_PREFIX,
@@ -61,13 +65,7 @@ class Check:
 
 
 class PartStore:
-    """One writer's view of a root: committed rows by path, commits, drops and checks.
-
-    ``dedupe`` applies the duplicate owner/heir policy (:mod:`vidhash.index.owners`): an
-    index stores identical content once; an extract folder keeps every copy.
-    """
-
-    dedupe = False
+    """One writer's view of a root: committed rows by path, commits, drops and checks."""
 
     def __init__(self, root: Path, keyframes_schema: pa.Schema | None = None) -> None:
         self.root = Path(root)
@@ -130,8 +128,7 @@ class PartStore:
         orphans = [p for key, p in parts(self.root / "keyframes").items() if key not in committed]
         for path in orphans:
             self._remove_part(path, "")
-        if self.dedupe:
-            owners.drop_orphans(self)
+        self._owner_recover()
         self.images.gc(self.owned())
         if removed or orphans:
             log.info("%s: removed %d temp files, %d orphan parts", self.root, removed, len(orphans))
@@ -160,6 +157,10 @@ class PartStore:
         """video_path -> committed videos row, whatever its status."""
         return dict(self._rows)
 
+    def row(self, path: str) -> dict[str, Any] | None:
+        """The committed videos row of one input (None: not committed); not a copy."""
+        return self._rows.get(path)
+
     def done(self) -> dict[str, str]:
         """video_path -> content_hash ('' when unhashable) of every committed input."""
         return {path: row["content_hash"] or "" for path, row in self._rows.items()}
@@ -178,6 +179,21 @@ class PartStore:
 
     def part(self, table: str, video_path: str) -> Path:
         return self.root / table / f"{PART_PREFIX}{part_key(video_path)}.parquet"
+
+    def write_part(self, table: pa.Table, kind: str, video_path: str) -> None:
+        """Write one input's ``videos`` or ``keyframes`` part as it is (no commit rules)."""
+        self._write_part(table, self.part(kind, video_path), video_path)
+
+    def remove_part(self, kind: str, video_path: str) -> None:
+        """Remove one input's ``videos`` or ``keyframes`` part (no commit rules)."""
+        self._remove_part(self.part(kind, video_path), video_path)
+
+    def forget(self, path: str) -> dict[str, Any] | None:
+        """Remove an input's commit record (its videos part) only; returns its old row."""
+        old = self._rows.pop(path, None)
+        if old is not None:
+            self._remove_part(self.part("videos", path), path)
+        return old
 
     def _write_part(self, table: pa.Table, path: Path, video_path: str) -> None:
         """Write one part atomically, remembering it for whoever keeps in step (the search
@@ -216,7 +232,7 @@ class PartStore:
         self.acquire()
         row = self._normalise(video_row)
         path, content = row["video_path"], row["content_hash"]
-        owner = owners.rival(self, row) if self.dedupe else None
+        owner = self._owner_rival(row)
         if owner is not None and owner < path:
             # Identical bytes are kept once, under the smallest path: the same choice
             # whatever order the inputs finish in, so reruns and resumed runs agree.
@@ -225,15 +241,13 @@ class PartStore:
         row["n_keyframes"] = 0 if table is None else table.num_rows
         old = self._rows.get(path)
         self.uncommit(path, keep_content=content if table is not None else None)
-        displaced = owners.uncommit(self, owner) if table is not None and owner else None
+        displaced = self.forget(owner) if table is not None and owner else None
         if table is not None:
             self._write_part(table, self.part("keyframes", path), path)
             self.images.sync()
         self.write_row(row)
-        if displaced is not None:
-            owners.demote(self, displaced, path)
-        if table is not None and self.dedupe:
-            owners.retarget(self, content, path)
+        if table is not None:
+            self._owner_claimed(row, displaced)
         owned = self.owned()
         if old is not None and old["content_hash"] != content:
             self.images.gc(owned, old["content_hash"] or "")
@@ -242,16 +256,29 @@ class PartStore:
         return row["status"]
 
     def uncommit(self, path: str, keep_content: str | None = None) -> dict | None:
-        """Forget one input (videos part first); returns its old row. With ``dedupe`` a
-        duplicate inherits its keyframes unless the path keeps ``keep_content``."""
-        old = self._rows.pop(path, None)
+        """Forget one input (videos part first); returns its old row. Under an owner policy
+        a duplicate inherits its keyframes unless the path keeps ``keep_content``."""
+        old = self.forget(path)
         kpart = self.part("keyframes", path)
         if old is not None:
-            self._remove_part(self.part("videos", path), path)
-            if self.dedupe:
-                owners.hand_over(self, old, kpart, keep_content)
+            self._owner_leaving(old, kpart, keep_content)
         self._remove_part(kpart, path)
         return old
+
+    # ------------------------------------------------------------------ owner policy steps
+
+    def _owner_rival(self, row: dict[str, Any]) -> str | None:
+        """Another path that holds this row's content (None: every copy is kept)."""
+        return None
+
+    def _owner_claimed(self, row: dict[str, Any], displaced: dict[str, Any] | None) -> None:
+        """After an input's keyframes are committed (``displaced``: the owner it replaced)."""
+
+    def _owner_leaving(self, old: dict[str, Any], kpart: Path, keep: str | None) -> None:
+        """Before an uncommitted input's keyframes part is removed."""
+
+    def _owner_recover(self) -> None:
+        """Recovery's step for the policy, after uncommitted keyframes parts are removed."""
 
     def drop_videos(self, paths: Iterable[str]) -> list[str]:
         """Remove the rows (and images) of inputs that no longer exist; returns those dropped."""

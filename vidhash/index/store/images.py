@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from vidhash.fsutil import atomic_write_bytes, sync_files
-from vidhash.index.layout import IMAGES_DIR, image_relpath
+from vidhash.index.store.layout import IMAGES_DIR, image_relpath
 from vidhash.media import JPEG_QUALITY, encode_jpeg, read_rgb
 
 

@@ -1,14 +1,20 @@
-"""Exact Hamming search over an index: ``Index.open(path).search(codes)``.
+"""Exact Hamming search over an index: ``Index.open(path).search(code)``.
 
-``Index.open`` reads the index's search file (:mod:`vidhash.index.searchfile`): memory
+``Index.open`` reads the index's search file (:mod:`vidhash.index.search.file`): memory
 maps of the codes (zero-padded to 64 bits), keyframe ids, inputs and times, kept by the
 writer at every commit, so opening costs about the same for a thousand keyframes or ten
-million, and a search reads only the pages it touches. Nothing here imports pandas,
-pyarrow or FAISS until something needs them (a stale file to rebuild, a large flat scan,
+million, and a search reads only the pages it touches. A file that is not current is
+repaired first (:mod:`vidhash.index.search.repair`). Nothing here imports pandas, pyarrow
+or FAISS until something needs them (a stale file to rebuild, a large flat scan,
 :attr:`Index.keyframes`), so a one-off ``vidhash search`` starts fast.
 
+**One query or a batch.** :meth:`Index.search` of one code (``(nbytes,)`` or ``bytes``)
+returns one list of hits, as ``vidhash.Index.search_image`` does; a batch (``(Q,
+nbytes)``) returns a list per query. :meth:`Index.search_ids` likewise for one keyframe id
+(a ``str``) or a list of them. :meth:`Index.search_arrays` always answers per query.
+
 Results are exact and deterministic: ordered by distance, then keyframe id, exactly what
-a flat scan of every code gives (:mod:`vidhash.index.engine`: multi-index hashing where it
+a flat scan of every code gives (:mod:`vidhash.index.search.engine`: multi-index hashing where it
 pays, flat scans elsewhere; ``tests/test_search.py`` and ``tests/test_search_engine.py``
 check it against brute force on code sets full of ties).
 
@@ -33,10 +39,16 @@ from typing import Any
 
 import numpy as np
 
-from vidhash.index import engine
-from vidhash.index.codes import as_code_array, pad_to_64
-from vidhash.index.paths import descriptor_dims
-from vidhash.index.searchfile import Concepts, SearchView, open_view
+from vidhash.index.search import engine
+from vidhash.index.search.file import Concepts, SearchView, read_current
+from vidhash.index.search.queries import (
+    check_limits,
+    exclusion_groups,
+    one_code,
+    query_descriptors,
+)
+from vidhash.index.store.codes import as_code_array, pad_to_64
+from vidhash.index.store.paths import descriptor_dims
 from vidhash.metrics import cosine
 
 # Hamming candidates a two-stage search re-ranks (benchmarks/descriptor.py).
@@ -102,9 +114,14 @@ class Index:
         Sees only committed inputs, so it is safe to open while ``vidhash index`` runs.
         ``access="read"``: read the search file with ``pread`` as searches ask instead of
         mapping it (one-off processes: RSS holds only what they read; see
-        :mod:`vidhash.index.arrayfile`).
+        :mod:`vidhash.index.search.arrayfile`).
         """
-        return cls(Path(path), open_view(path, access))
+        view, manifest = read_current(path, access)
+        if view is None:  # stale, missing or damaged: only now is the writer loaded
+            from vidhash.index.search.repair import repair
+
+            view = repair(Path(path), manifest, access)
+        return cls(Path(path), view)
 
     @classmethod
     def from_table(
@@ -119,8 +136,8 @@ class Index:
         """An index held in memory: keyframe rows (pandas or Arrow) and their codes."""
         import pyarrow as pa
 
-        from vidhash.index.codes import codes_to_arrow
-        from vidhash.index.segment import from_arrow
+        from vidhash.index.search.segment import from_arrow
+        from vidhash.index.store.codes import codes_to_arrow
 
         if not isinstance(keyframes, pa.Table):
             keyframes = pa.Table.from_pandas(keyframes, preserve_index=False)
@@ -190,7 +207,7 @@ class Index:
     def keyframes(self):
         """The keyframe rows (without codes) as pandas, in row-number order (by id)."""
         if self._frame is None:
-            from vidhash.index.frame import keyframes_frame
+            from vidhash.index.search.frame import keyframes_frame
 
             order = self._id_order()
             frame = keyframes_frame(self._segments, self._dead)
@@ -212,27 +229,30 @@ class Index:
         rerank: bool = True,
         candidates: int | None = None,
         concept: str | None = None,
-    ) -> list[list[Hit]]:
-        """Top-k for one code (nbytes,) or a batch (Q, nbytes): a list of hits per query.
+    ) -> list[Hit] | list[list[Hit]]:
+        """Top-k for one code: its hits, best first; for a batch: a list of hits per query.
 
-        Codes only: ordered by distance, then keyframe id; ``radius`` keeps hits at
-        distance <= R (with ``k=None``: every hit within R). With the queries'
-        ``descriptors`` (Q, D) on an index that stores them, and ``rerank``, the two-stage
-        order of the module docstring. ``exclude_video_ids`` is one set of video ids for
-        all queries, or a sequence with one set (or None) per query; ``concept`` keeps
-        only keyframes labelled with it (KeyError for a concept the index does not have).
+        One code is ``(nbytes,)`` uint8 or ``bytes`` (with ``descriptors`` ``(D,)``); a batch
+        is ``(Q, nbytes)`` (with ``descriptors`` ``(Q, D)``), even a batch of one. Codes
+        only: ordered by distance, then keyframe id; ``radius`` keeps hits at distance <= R
+        (with ``k=None``: every hit within R). With the queries' ``descriptors`` on an index
+        that stores them, and ``rerank``, the two-stage order of the module docstring.
+        ``exclude_video_ids`` is one set of video ids for all queries, or a sequence with
+        one set (or None) per query; ``concept`` keeps only keyframes labelled with it
+        (KeyError for a concept the index does not have).
         """
         answers = self._search(
             codes, k, radius, exclude_video_ids, descriptors=descriptors, rerank=rerank,
             candidates=candidates, concept=concept,
         )  # fmt: skip
-        return [
+        hits = [
             [
                 self._hit(int(d), int(s), int(r), None if sc is None else float(sc[i]))
                 for i, (d, s, r) in enumerate(zip(d_, s_, r_, strict=True))
             ]
             for d_, s_, r_, sc in answers
         ]
+        return hits[0] if one_code(codes) else hits
 
     def search_arrays(
         self,
@@ -243,7 +263,7 @@ class Index:
         **two_stage: Any,
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Like :meth:`search` (same keywords) but returns per-query arrays of distances and
-        row numbers (the rows of :attr:`keyframes`)."""
+        row numbers (the rows of :attr:`keyframes`); one code is a batch of one here."""
         answers = self._search(codes, k, radius, exclude_video_ids, **two_stage)
         segs = np.concatenate([a[1] for a in answers]) if answers else np.zeros(0, np.int64)
         local = np.concatenate([a[2] for a in answers]) if answers else np.zeros(0, np.int64)
@@ -259,7 +279,7 @@ class Index:
 
     def search_ids(
         self,
-        keyframe_ids: Sequence[str],
+        keyframe_ids: str | Sequence[str],
         k: int | None = 10,
         radius: int | None = None,
         exclude_same_video: bool = False,
@@ -267,10 +287,12 @@ class Index:
         rerank: bool = True,
         candidates: int | None = None,
         concept: str | None = None,
-    ) -> list[list[Hit]]:
+    ) -> list[Hit] | list[list[Hit]]:
         """Query with indexed keyframes (their stored codes and descriptors); optionally
-        leave out each query's own video."""
-        found = [self._find(kid) for kid in keyframe_ids]
+        leave out each query's own video. One id (a ``str``): its hits; a sequence of ids:
+        a list of hits per id."""
+        one = isinstance(keyframe_ids, str)
+        found = [self._find(kid) for kid in ([keyframe_ids] if one else keyframe_ids)]
         codes = np.stack([self._segments[s].code(r, self._nbytes) for s, r in found])
         descriptors = None
         if self.descriptor_dims:
@@ -280,10 +302,11 @@ class Index:
             exclude = [
                 {self._segments[s].video_id(int(self._segments[s].video[r]))} for s, r in found
             ]
-        return self.search(
+        hits = self.search(
             codes, k, radius, exclude, descriptors=descriptors, rerank=rerank,
             candidates=candidates, concept=concept,
         )  # fmt: skip
+        return hits[0] if one else hits
 
     def descriptor_of(self, keyframe_id: str) -> np.ndarray | None:
         """The stored descriptor (float16) of one keyframe; None when the index has none."""
@@ -297,23 +320,16 @@ class Index:
         concept=None,
     ) -> list[Answer]:  # fmt: skip
         queries = as_code_array(codes, self.nbytes)
-        if k is not None and k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        if k is None and radius is None:
-            raise ValueError("give k, radius, or both")
-        if radius is not None and radius < 0:
-            raise ValueError(f"radius must be >= 0, got {radius}")
-        query_desc = self._query_descriptors(descriptors, len(queries))
+        check_limits(k, radius, candidates)
+        query_desc = query_descriptors(descriptors, len(queries), self.descriptor_dims)
         two_stage = rerank and query_desc is not None
-        if candidates is not None and candidates < 1:
-            raise ValueError(f"candidates must be >= 1, got {candidates}")
         first_k = k  # two stages: the top `candidates`, or every code within `radius`
         if two_stage and k is not None:
             first_k = None if radius is not None else max(k, candidates or RERANK_CANDIDATES)
         allowed = self._rows_of_concept(concept) if concept is not None else None
         padded = pad_to_64(queries)
         out: list[Any] = [None] * len(queries)
-        for excluded, query_rows in self._exclusion_groups(exclude, len(queries)).items():
+        for excluded, query_rows in exclusion_groups(exclude, len(queries)).items():
             blocked = [
                 np.union1d(dead, seg.video_numbers(excluded)) if excluded else dead
                 for seg, dead in zip(self._segments, self._dead, strict=True)
@@ -329,18 +345,6 @@ class Index:
                 order = np.argsort(-scores, kind="stable") if two_stage else slice(None)
                 out[q] = tuple(a[order][:k] for a in (d, segs, rows, scores))
         return out
-
-    def _query_descriptors(self, descriptors, n_queries: int) -> np.ndarray | None:
-        """(Q, D) float32, or None when either side has no descriptors."""
-        if descriptors is None or not self.descriptor_dims:
-            return None
-        desc = np.asarray(descriptors, np.float32)
-        desc = desc[None] if desc.ndim == 1 else desc
-        if desc.shape != (n_queries, self.descriptor_dims):
-            raise ValueError(
-                f"descriptors must be ({n_queries}, {self.descriptor_dims}), got {desc.shape}"
-            )
-        return desc
 
     def _descriptors(self, segs: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Stored descriptors (float16) of (segment, row) pairs."""
@@ -358,26 +362,6 @@ class Index:
             ids = self._concepts.ids_of(concept)
             self._concept_rows[concept] = [seg.rows_of(ids) for seg in self._segments]
         return self._concept_rows[concept]
-
-    def _exclusion_groups(self, exclude, n_queries: int) -> dict[frozenset, list[int]]:
-        """Group queries by their exclusion set: one pass per distinct set."""
-        if exclude is None:
-            return {frozenset(): list(range(n_queries))}
-        if isinstance(exclude, str):
-            return {frozenset([exclude]): list(range(n_queries))}
-        exclude = list(exclude)
-        per_query = len(exclude) > 0 and all(
-            e is None or (not isinstance(e, str) and isinstance(e, Iterable)) for e in exclude
-        )
-        if not per_query:
-            return {frozenset(exclude): list(range(n_queries))}
-        if len(exclude) != n_queries:
-            raise ValueError(f"exclude_video_ids has {len(exclude)} sets for {n_queries} queries")
-        groups: dict[frozenset, list[int]] = {}
-        for q, e in enumerate(exclude):
-            key = frozenset([e] if isinstance(e, str) else (e or ()))
-            groups.setdefault(key, []).append(q)
-        return groups
 
     def _hit(self, distance: int, s: int, row: int, score: float | None = None) -> Hit:
         seg = self._segments[s]

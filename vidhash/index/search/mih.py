@@ -28,7 +28,7 @@ A query whose candidates would pass ``budget`` rows (uniform random codes, large
 filters that leave few rows), or whose next round would probe more than ``MAX_SHELL``
 buckets, is handed back unanswered; the caller scans those flat. :func:`search` also
 reports its :class:`Work` (candidates, buckets, rounds), which the engine's cost model
-prices (:func:`vidhash.index.engine.plan`).
+prices (:func:`vidhash.index.search.engine.plan`).
 """
 
 from __future__ import annotations

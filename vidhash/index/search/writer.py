@@ -1,4 +1,8 @@
-"""Keeping the search file (:mod:`vidhash.index.searchfile`) current, under the writer lock.
+"""Keeping the search file (:mod:`vidhash.index.search.file`) current, under the writer lock.
+
+:class:`SearchWriter` is the tables' :class:`~vidhash.index.store.store.Keeper`: the store
+calls it without importing it, and :class:`IndexStore` is the index writer that plugs it
+in (``vidhash.index.IndexStore``: what ingest, annotate and the Python API open).
 
 * :meth:`SearchWriter.update` runs after every commit, drop or videos-row rewrite of the
   store, with the part files it touched: their fingerprints are updated, each input whose
@@ -10,7 +14,7 @@
   log2(rows / rows per input) times over the index's life, and a search sees a few
   segments (one per power of two), the largest with multi-index hashing tables. A segment
   with more dead rows than live ones, or with tables of another layout than its size
-  calls for (:func:`vidhash.index.mih.substring_bits`), is rewritten alone.
+  calls for (:func:`vidhash.index.search.mih.substring_bits`), is rewritten alone.
 * :meth:`SearchWriter.sync` reconciles the search file with the Parquet files (a writer's
   start, a stale open): inputs whose keyframes part fingerprint differs from the one
   recorded with their rows are redone, new ones added, gone ones marked dead; a file
@@ -18,6 +22,7 @@
 
 ``VIDHASH_SEARCH_FILE=off`` in the environment makes a writer leave the search file alone
 (it is then stale, and rebuilt on the next open or write): only for measuring its cost.
+A stale or missing file found by an open is repaired by :mod:`vidhash.index.search.repair`.
 """
 
 from __future__ import annotations
@@ -28,16 +33,25 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from vidhash.errors import IndexMissingError, UsageError
+from vidhash.errors import IndexMissingError
 from vidhash.fsutil import atomic_write_bytes
-from vidhash.index import mih, segment
-from vidhash.index.arrayfile import DamagedFile, write_arrays
-from vidhash.index.layout import (
+from vidhash.index.search import mih, segment
+from vidhash.index.search.arrayfile import DamagedFile, write_arrays
+from vidhash.index.search.file import (
+    MANIFEST,
+    Concepts,
+    Fingerprint,
+    Manifest,
+    entry_hash,
+    source_files,
+)
+from vidhash.index.search.file import fingerprint as stat_fingerprint
+from vidhash.index.store.layout import (
     ANNOTATIONS_SCHEMA,
     PRIMARY_STATUSES,
     keyframes_schema,
@@ -45,20 +59,8 @@ from vidhash.index.layout import (
     read_parquet,
     read_parts,
 )
-from vidhash.index.paths import ANNOTATIONS_FILE, SEARCH_DIR, descriptor_dims
-from vidhash.index.searchfile import (
-    MANIFEST,
-    Concepts,
-    Fingerprint,
-    Manifest,
-    SearchView,
-    entry_hash,
-    source_files,
-)
-from vidhash.index.searchfile import fingerprint as stat_fingerprint
-
-if TYPE_CHECKING:
-    from vidhash.index.store import IndexStore
+from vidhash.index.store.paths import ANNOTATIONS_FILE, SEARCH_DIR, descriptor_dims
+from vidhash.index.store.store import IndexTables
 
 log = logging.getLogger("vidhash.index")
 
@@ -88,9 +90,9 @@ class Piece:
 
 
 class SearchWriter:
-    """The search file of one :class:`IndexStore` whose writer lock is held."""
+    """The search file of one index whose writer lock is held."""
 
-    def __init__(self, store: IndexStore) -> None:
+    def __init__(self, store: IndexTables) -> None:
         self.store = store
         self.folder = store.root / SEARCH_DIR
         self.files: dict[str, Fingerprint] = {}
@@ -134,12 +136,14 @@ class SearchWriter:
                 return
             self._apply(set(), {}, meta)  # only rewrites: tables of another layout
             return
-        affected = set(self.live) | set(self.store._rows)
+        affected = set(self.live) | set(self.store.committed())
         self._apply(affected, {}, meta, whole=not self.pieces)
 
     def update(self, touched: dict[Path, str], fresh: dict[Path, pa.Table]) -> None:
         """After a store write: refresh the fingerprints of the files it touched (file ->
         the input it belongs to) and the rows of those inputs."""
+        if not enabled():
+            return
         for path in touched:
             self._set_fingerprint(f"{path.parent.name}/{path.name}", stat_fingerprint(path))
         affected = {video_path for video_path in touched.values() if video_path}
@@ -166,7 +170,7 @@ class SearchWriter:
 
     def _wanted(self, path: str) -> Fingerprint | None:
         """The keyframes part fingerprint an input's rows must come from (None: no rows)."""
-        row = self.store._rows.get(path)
+        row = self.store.row(path)
         if row is None or row["status"] not in PRIMARY_STATUSES:
             return None
         return self.files.get(f"keyframes/part-{part_key(path)}.parquet")
@@ -324,44 +328,14 @@ def manifest_meta(meta: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def in_memory(store: IndexStore) -> SearchView:
-    """The view built from the committed Parquet rows, written nowhere."""
-    meta = manifest_meta(store.meta)
-    table = store.read_arrow("keyframes")
-    files = source_files(store.root)
-    parts = {
-        p: files.get(f"keyframes/part-{part_key(p)}.parquet", (0, 0))
-        for p in set(table.column("video_path").to_pylist())
-    }
-    seg = segment.from_arrow(table, _bits(meta), parts)
-    labels = labels_of(store.read_arrow("annotations"))
-    concepts = Concepts.from_mapping(labels) if labels else None
-    return SearchView(meta, [seg], [np.zeros(0, np.int32)], concepts)
+class IndexStore(IndexTables):
+    """The index writer and reader: its tables, and its search file kept at every commit.
 
+    What ``vidhash index``, ``vidhash annotate`` and the Python API open
+    (``vidhash.index.IndexStore``; :meth:`IndexTables.open` as is). It lives here, not in
+    the store, because it is where the two rooms meet: the store only knows its hook.
+    """
 
-def repair(root: Path, manifest: Manifest | None, access: str = "map") -> SearchView:
-    """A stale or missing search file on open: rebuild it under the writer lock, or, when
-    that lock is held or cannot be taken, read the last good file or build in memory."""
-    from vidhash.index.store import IndexStore
-
-    store = IndexStore.open(root)
-    store.code_bits  # noqa: B018 - raises IndexMissingError when no model is recorded
-    try:
-        store.lock()
-    except UsageError:  # a writer is running: it keeps the search file current
-        with contextlib.suppress(OSError, DamagedFile, ValueError, KeyError):
-            if manifest is not None and manifest.meta == manifest_meta(store.meta):
-                return SearchView.load(root, manifest, access)
-        return in_memory(store)
-    except OSError:  # a read-only index
-        return in_memory(store)
-    try:
-        SearchWriter(store).sync()
-        fresh = Manifest.read(root)
-        if fresh is not None:
-            return SearchView.load(root, fresh, access)
-    except OSError as exc:
-        log.warning("%s: cannot write its search file (%s); searching from Parquet", root, exc)
-    finally:
-        store.close()
-    return in_memory(store)
+    def new_keeper(self) -> SearchWriter | None:
+        """The search file's writer (none with ``VIDHASH_SEARCH_FILE=off``)."""
+        return SearchWriter(self) if enabled() else None

@@ -8,6 +8,10 @@ multi-label: a keyframe can carry any number of concepts.
 
 Every row is checked before anything is written: the file is accepted whole or not at
 all, and the error lists each bad row by line number.
+
+Labels are read from the tables but written through the index writer
+(:class:`vidhash.index.search.writer.IndexStore`), so the search file's concepts follow in
+the same call: that is why this module sits in the search room, above the store.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from pathlib import Path, PurePath
 import pandas as pd
 
 from vidhash.errors import InputError
-from vidhash.index.layout import PRIMARY_STATUSES
-from vidhash.index.store import IndexStore
+from vidhash.index.search.writer import IndexStore
+from vidhash.index.store.layout import PRIMARY_STATUSES
+from vidhash.index.store.store import IndexTables
 
 REQUIRED = ("concept", "group")
 SCOPES = ("keyframe_id", "video")
@@ -96,7 +101,7 @@ class _VideoResolver:
 
 
 def parse_labels(
-    labels_csv: str | os.PathLike, store: IndexStore
+    labels_csv: str | os.PathLike, store: IndexTables
 ) -> tuple[pd.DataFrame, int, list[int]]:
     """Resolve a labels CSV: (annotations rows, label rows read, lines whose scope is empty).
 

@@ -1,14 +1,14 @@
 """Where things are in a root of per-input parts (an index or an extract folder): names only.
 
 No pyarrow here, so a search opens an index without loading the Parquet machinery
-(:mod:`vidhash.index.layout` adds the schemas). The layout (docs/SCHEMA.md)::
+(:mod:`vidhash.index.store.layout` adds the schemas). The layout (docs/SCHEMA.md)::
 
     ROOT/meta/meta.parquet                 index only: the model that made the codes
     ROOT/videos/part-<key>.parquet         one row per input, any status (the commit record)
     ROOT/keyframes/part-<key>.parquet      the keyframes of one input
     ROOT/annotations/annotations.parquet   index only: concept labels
     ROOT/images/<hash16>/<keyframe_id>.jpg keyframe JPEGs
-    ROOT/search/                           index only: the search file (vidhash.index.searchfile)
+    ROOT/search/                           index only: the search file (vidhash.index.search.file)
     ROOT/.lock                             held by the one writer
 """
 

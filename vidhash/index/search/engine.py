@@ -4,12 +4,12 @@ Contract: for every query the answer is exactly the flat scan's over the live ro
 (distance, keyframe id) order: same rows, same distances, same tie order.
 
 * Per segment, rows are in keyframe id order, so (distance, row) is (distance, id) there.
-  Each segment is answered by multi-index hashing (MIH, :mod:`vidhash.index.mih`) or by a
+  Each segment is answered by multi-index hashing (MIH, :mod:`vidhash.index.search.mih`) or by a
   flat scan of every row, whichever :func:`plan` predicts cheaper; both are exact, so the
   choice changes only the time taken, never an answer.
 * Flat scans: numpy for small work (no FAISS import for one query in a CLI), FAISS's
   counting top-k over the memory-mapped codes for large batches (ties come out in row
-  order, as in :class:`vidhash.index.flat.HammingSearcher`).
+  order, as in :class:`vidhash.index.search.flat.HammingSearcher`).
 * The segments' answers are merged by (distance, keyframe id), comparing the ids' bytes.
 
 The cost model (:func:`plan`), in nanoseconds of one thread per query:
@@ -18,7 +18,7 @@ The cost model (:func:`plan`), in nanoseconds of one thread per query:
   FAISS is imported, and radius-only queries): the same for every query, known from the
   segment size.
 * MIH = candidates x ``MIH_CANDIDATE_NS`` + buckets x ``MIH_BUCKET_NS`` + rounds x
-  ``MIH_ROUND_NS / MIH_BATCH`` (:class:`vidhash.index.mih.Work`): it depends on how the
+  ``MIH_ROUND_NS / MIH_BATCH`` (:class:`vidhash.index.search.mih.Work`): it depends on how the
   codes cluster around the query, so it is measured by a probe: MIH for ``PROBE_ROWS``
   rows of the segment spread over it (each asking for k + 1: itself and k others), once
   per segment and (k, radius, budget) in a process, cached on the segment. A probe costs
@@ -50,8 +50,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vidhash.index import mih
-from vidhash.index.segment import Segment
+from vidhash.index.search import mih
+from vidhash.index.search.segment import Segment
 
 MIH_BATCH = 64
 FLAT_FAISS_MIN_WORK = 4_000_000  # queries x rows from which FAISS scans instead of numpy

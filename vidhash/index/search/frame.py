@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vidhash.index.segment import NULLS, Segment, unpack_string
+from vidhash.index.search.segment import NULLS, Segment, unpack_string
 
 COLUMNS = ("keyframe_id", "video_id", "video_path", "pts_time", *NULLS, "image_path")
 

@@ -3,7 +3,7 @@
 :class:`HammingSearcher` is FAISS ``IndexBinaryFlat`` over codes padded to 64 bits with
 counting top-k (``use_heap = False``), which keeps, for each distance, the lowest row
 numbers of its in-order scan: the k best by (distance, row) exactly, whatever the thread
-count. The benchmarks compare the search file's engine (:mod:`vidhash.index.engine`)
+count. The benchmarks compare the search file's engine (:mod:`vidhash.index.search.engine`)
 against it; row numbers in, row numbers out.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vidhash.index.codes import as_code_array, pad_to_64
+from vidhash.index.store.codes import as_code_array, pad_to_64
 
 # FAISS's counting top-k holds (queries x (bits+1) x k) int64 ids; keep a batch under this.
 _MC_BUDGET_BYTES = 64 << 20
