@@ -11,6 +11,7 @@ from pathlib import Path
 
 import av
 import cv2
+import media
 import numpy as np
 import pytest
 
@@ -190,3 +191,66 @@ def test_opencv_backend_agrees_in_exact_mode(media_dir: Path, name: str) -> None
     for (_, _, a), (_, _, b) in zip(pyav, opencv, strict=True):
         assert a.shape == b.shape and np.abs(a.astype(int) - b).mean() < 3.0
     assert probe(media_dir / name, backend="opencv").rotation == probe(media_dir / name).rotation
+
+
+# -- spans: one video sampled as several decode runs (vidhash.video.spans) ------------
+
+
+@pytest.mark.parametrize("mode", ["fast", "exact"])
+@pytest.mark.parametrize("every", [1.0, 1.5])
+def test_spans_joined_give_the_serial_frames(media_dir, mode, every):
+    from vidhash.video.spans import SpanEnd, cut, timeline
+
+    path = media_dir / "long.mp4"  # 12 s, 5 fps, a keyframe every 2 s
+    serial = sampled(path, every=every, mode=mode)
+    with open_video(path) as stream:
+        line = timeline(stream, every=every, mode=mode, keyframes=True)
+    spans = cut(line, parts=3, min_samples=2)
+    assert len(spans) == 3 and spans[0].first == 0 and spans[-1].stop is None
+    joined, prior = [], None
+    for span in spans:
+        end = SpanEnd()
+        with open_video(path) as stream:  # each span on its own stream, as on a worker
+            frames = sample_frames(stream, every=every, mode=mode, span=span, end=end)
+            joined += [(f.pts_time, f.frame_index, f.rgb()) for f in frames]
+        assert not end.unresolved and end.problem is None
+        assert end.floor_ms is None or prior is None or prior <= end.floor_ms  # seam holds
+        prior = end.last_ms if end.last_ms is not None else prior
+    assert [(t, i) for t, i, _ in joined] == [(t, i) for t, i, _ in serial]
+    assert all(np.array_equal(a[2], b[2]) for a, b in zip(joined, serial, strict=True))
+
+
+def test_a_blind_span_stops_where_its_choice_depends_on_the_prior(tmp_path):
+    from vidhash.video.spans import SampleSpan, SpanEnd
+
+    # Keyframes every 3 s, samples every 2 s: the sample at 4 s may take the keyframe at
+    # 3 s only if the sample at 2 s did not (fast mode: later than the last frame).
+    path = media.make_video(tmp_path / "gop3.mp4", seconds=30, fps=5, gop=15)
+    with open_video(path) as stream:
+        serial = [f.pts_time for f in sample_frames(stream, every=2.0)]
+    assert serial[:3] == [0.0, 3.0, 4.0]
+    end = SpanEnd()
+    with open_video(path) as stream:
+        blind = SampleSpan(first=2, prior_known=False)
+        assert list(sample_frames(stream, every=2.0, span=blind, end=end)) == []
+    assert end.unresolved and end.floor_ms == 3000
+    with open_video(path) as stream:
+        told = SampleSpan(first=2, prior_ms=3000)
+        again = [f.pts_time for f in sample_frames(stream, every=2.0, span=told, end=SpanEnd())]
+    assert again == serial[2:]
+
+
+def test_cut_needs_a_keyframe_map_and_spares_the_first_decode_run():
+    from vidhash.video.spans import Timeline, cut
+
+    times = tuple(float(t) for t in range(20))
+    assert cut(Timeline(times, 1.0, True, 20.0, None), 4, 2) == []  # no keyframe map
+    # Only one keyframe, at the start: the serial run decodes on from it throughout
+    # (frame numbers counted from the first frame), so there is nowhere to cut.
+    assert cut(Timeline(times, 1.0, False, 20.0, (0.0,)), 4, 2) == []
+    keys = tuple(float(t) for t in range(0, 20, 2))
+    spans = cut(Timeline(times, 1.0, True, 20.0, keys), 4, 6)  # 20 // 6: 3 parts
+    # Even shares would cut at samples 7 and 13; the cuts move to the nearest samples on a
+    # keyframe (6, 12), where the serial run seeks too.
+    assert [(s.first, s.stop) for s in spans] == [(0, 6), (6, 12), (12, None)]
+    assert [s.prior_known for s in spans] == [True, False, False]

@@ -2,8 +2,9 @@
 
 options (sampling vs feeding) -> plan (what to do with each input) -> frames (an input's
 keyframes, one error formatter) -> run (a distributor spreads the frame source: local
-threads or Ray; [a model]; a sink commits each input) -> one ``Summary``. The sinks are
-the extract folder and the index (:mod:`vidhash.ingest.sinks`).
+threads or Ray, long inputs cut into parts by time (split); [a model]; the feed joins
+each input's parts and a sink commits it) -> one ``Summary``. The sinks are the extract
+folder and the index (:mod:`vidhash.ingest.sinks`).
 
     from vidhash.ingest import IngestOptions, build_index, extract
     extract("videos/", "frames/", IngestOptions(every=1.0))

@@ -26,9 +26,24 @@ DEFAULT_EVERY = 2.0
 SAMPLING_FIELDS = ("every", "count", "mode", "backend", "size")
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def default_workers() -> int:
-    """Decode workers: leave the model its cores, but keep at least two inputs in flight."""
-    return max(2, (os.cpu_count() or 2) // 2)
+    """Decode threads: one per usable core (at least two), so every core decodes, whether
+    the work is many files or one long one cut into parts (:mod:`vidhash.ingest.split`).
+
+    Inference (``vidhash index``) runs in the runner's main thread beside them: its
+    threads sleep rather than spin when idle, and decode threads that outrun it block on
+    the bounded event queue, so more decode threads cost little where the model is the
+    slower stage and keep its batches full where decoding is.
+    """
+    return max(2, usable_cores())
 
 
 @dataclass(frozen=True)
@@ -40,7 +55,7 @@ class IngestOptions:
     mode: str = "fast"
     backend: str = "pyav"
     size: int = DEFAULT_SIZE
-    workers: int | None = None  # decode threads; default_workers() when None
+    workers: int | None = None  # decode threads (and parts per long file); default_workers()
     batch_size: int = 32
     queue_size: int = 128
     jpeg_quality: int = JPEG_QUALITY
@@ -66,12 +81,17 @@ class IngestOptions:
             if value is not None and (value < low or (high is not None and value > high)):
                 within = f"between {low} and {high}" if high else f"at least {low}"
                 raise UsageError(f"{name} must be {within}, got {value}")
-        every = DEFAULT_EVERY if self.every is None and self.count is None else self.every
-        return replace(self, every=every, workers=self.workers or default_workers())
+        return replace(self, every=self.step, workers=self.workers or default_workers())
+
+    @property
+    def step(self) -> float | None:
+        """Seconds between samples: ``every``, or DEFAULT_EVERY when neither every nor count
+        is given (the one place the default is applied)."""
+        return DEFAULT_EVERY if self.every is None and self.count is None else self.every
 
     def sampling(self) -> dict[str, Any]:
         """The options that decide an input's keyframes."""
-        every = DEFAULT_EVERY if self.every is None and self.count is None else self.every
+        every = self.step
         return {
             "every": None if every is None else float(every),
             "count": self.count,

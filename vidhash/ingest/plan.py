@@ -3,7 +3,7 @@
 Rules (documented in docs/SCHEMA.md and docs/EXTRACT.md):
 
 * **Identity.** An input is its absolute path (``os.path.abspath``: made absolute, links
-  kept); its parts are keyed by :func:`vidhash.index.layout.part_key` of that path.
+  kept); its parts are keyed by :func:`vidhash.index.store.layout.part_key` of that path.
 * **Unchanged.** A committed input with the same sampling options, size and ``mtime_ns``
   is not read at all. If only the stat differs, the content hash decides: the same bytes
   (a touched file) are not decoded again, and the stored stat is refreshed so the next run
@@ -11,7 +11,7 @@ Rules (documented in docs/SCHEMA.md and docs/EXTRACT.md):
   they change); an input that could not be read at all is retried.
 * **New or changed** (or other sampling options) -> a :class:`WorkItem` to decode.
 * **Damaged.** A committed input whose keyframes part or images are missing or unreadable
-  (:meth:`vidhash.index.parts.PartStore.check`) is decoded again.
+  (:meth:`vidhash.index.store.parts.PartStore.check`) is decoded again.
 * **Skipped.** What discovery turns down (a file that is not a video or image, a dangling
   symlink, a loop, an unreadable file) gets a ``skipped`` row with the reason.
 * **Removed.** A committed input that is neither among this run's inputs nor on disk any
@@ -20,7 +20,9 @@ Rules (documented in docs/SCHEMA.md and docs/EXTRACT.md):
 
 Every input ends in exactly one of ``todo`` (to decode), ``rows`` (recorded without
 decoding: skipped, unreadable), ``refresh`` or ``unchanged``; so processed + unchanged
-equals the inputs.
+equals the inputs. Whether a long input is cut into parts is not decided here (that needs
+its duration and keyframe map, read where it is opened: :mod:`vidhash.ingest.split`), so
+planning never opens a video; an input is one work item however it is decoded.
 """
 
 from __future__ import annotations

@@ -7,11 +7,20 @@ bounded queue, the default) or :class:`vidhash.ingest.ray.RayDistributor` (Ray D
 tasks, the model in an actor pool). Everything else is this module's, so both engines
 keep the same resume, incremental and healing rules and write the same bytes.
 
+Every core decodes: a long video is cut by time into parts that decode on their own
+(:mod:`vidhash.ingest.split`), so one long file keeps every decode thread busy as many
+files do. The runner joins an input's parts back into the serial run's rows, status and
+error (frames arrive in any order, each part's Done carries its frame count) and commits
+it once all its parts are in; a part whose seam did not hold is decoded again after the
+main run (``Distributor.redo``). Inference runs in this thread, in full ``batch_size``
+batches (the last one at the end).
+
 Memory stays flat: at most ``queue_size`` events wait between the decode threads and the
 model, at most ``batch_size`` crops wait for their codes, and an input's rows are
 committed (one atomic part) as soon as its last keyframe has its code. Decoding (PyAV,
-mostly outside the GIL) and inference (torch, outside the GIL) overlap through the queue.
-A crash loses at most the inputs in flight; a rerun redoes exactly those.
+mostly outside the GIL) and inference (outside the GIL) overlap through the queue.
+A crash loses at most the inputs in flight (a cut input's parts are queued first, so few
+inputs are); a rerun redoes exactly those.
 """
 
 from __future__ import annotations
@@ -23,23 +32,31 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
-import numpy as np
-
+from vidhash.ingest.feed import Feed
 from vidhash.ingest.frames import Done, Frame, item_events
 from vidhash.ingest.options import IngestOptions
 from vidhash.ingest.plan import WorkItem, make_plan
 from vidhash.ingest.sinks import Encoder, Sink, open_folder, open_index
+from vidhash.ingest.split import MIN_SPAN, Part, Task, WorkQueue, cut_parts
 from vidhash.video.discover import discover
+from vidhash.video.spans import Timeline
 
 
 class Distributor(Protocol):
     """Runs the frame source over work items and yields its events (an input's frames may
-    arrive in any order, and after its Done: the Done carries the frame count)."""
+    arrive in any order, and after its Done: the Done carries the frame count). It may
+    cut a long input into parts (:mod:`vidhash.ingest.split`); ``redo`` decodes one part
+    again, with the frame before it known, when the runner's join asks for it."""
 
     def events(
         self, items: list[WorkItem], options: IngestOptions, pixels: bool
+    ) -> Iterator[Frame | Done]: ...
+
+    def redo(
+        self, item: WorkItem, part: Part, options: IngestOptions, pixels: bool
     ) -> Iterator[Frame | Done]: ...
 
 
@@ -108,35 +125,44 @@ class Summary:
 
 
 class LocalDistributor:
-    """Decode threads (``options.workers``) feeding one bounded queue: the default engine."""
+    """Decode threads (``options.workers``) feeding one bounded queue: the default engine.
+
+    With more than one thread, a video long enough for two parts of ``min_span`` samples
+    is cut when its timeline is known (``split``), so one long file keeps every thread
+    decoding; the parts go to the front of the work queue.
+    """
 
     _END = object()
+
+    def __init__(self, split: bool = True, min_span: int = MIN_SPAN) -> None:
+        self.split = split
+        self.min_span = min_span
 
     def events(
         self, items: list[WorkItem], options: IngestOptions, pixels: bool
     ) -> Iterator[Frame | Done]:
         events: queue.Queue = queue.Queue(maxsize=options.queue_size)
-        todo: queue.SimpleQueue = queue.SimpleQueue()
-        for item in items:
-            todo.put(item)
+        workers = max(1, options.workers or 1)
+        cutting = self.split and workers > 1
+        work = WorkQueue(items)
         stop = threading.Event()
 
         def worker() -> None:
-            while not stop.is_set():
+            while not stop.is_set() and (task := work.take()) is not None:
+                split = None
+                if cutting and task.part is None:
+                    split = partial(_cut, work, task, workers, self.min_span)
                 try:
-                    item = todo.get_nowait()
-                except queue.Empty:
-                    break
-                for event in item_events(item, options, pixels):
-                    if stop.is_set():
-                        return
-                    events.put(event)
+                    for event in item_events(task.item, options, pixels, task.part, split):
+                        if stop.is_set():
+                            return
+                        events.put(event)
+                finally:
+                    work.decide(task, [])  # not cut after all (an image, a failure)
             events.put(self._END)
 
-        threads = [
-            threading.Thread(target=worker, daemon=True)
-            for _ in range(max(1, min(options.workers or 1, len(items))))
-        ]
+        count = workers if cutting else min(workers, len(items))
+        threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, count))]
         for t in threads:
             t.start()
         running = len(threads)
@@ -149,20 +175,22 @@ class LocalDistributor:
                 yield event
         finally:
             stop.set()
+            work.close()
             # Unblock producers waiting on a full queue so the threads can exit.
             while any(t.is_alive() for t in threads):
                 with contextlib.suppress(queue.Empty):
                     events.get(timeout=0.05)
 
+    def redo(
+        self, item: WorkItem, part: Part, options: IngestOptions, pixels: bool
+    ) -> Iterator[Frame | Done]:
+        """Decode a part again here (rare: a seam that did not hold)."""
+        return item_events(item, options, pixels, part)
 
-@dataclass
-class _Pending:
-    """An input in flight: its rows so far, and how many still wait for their codes."""
 
-    item: WorkItem
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    waiting: int = 0
-    done: Done | None = None
+def _cut(work: WorkQueue, task: Task, workers: int, min_span: int, line: Timeline) -> Part | None:
+    """Cut a whole input whose timeline is now known; the part this thread decodes."""
+    return work.decide(task, cut_parts(line, workers, min_span))
 
 
 def run(
@@ -199,72 +227,15 @@ def run(
     for row in plan.rows:
         summary.record({**row, "status": sink.commit(row)}, processed=True)
 
-    sampling = options.fingerprint()
-    pending = {item.path: _Pending(item) for item in plan.todo}
-    batch: list[tuple[_Pending, dict[str, Any], np.ndarray]] = []
     bar = tqdm(total=len(plan.todo), unit="input", desc="ingest", disable=not progress)
 
-    def finish(state: _Pending) -> None:
-        done = state.done
-        if done is None or state.waiting or len(state.rows) < done.frames:
-            return  # frames still on their way (Ray may deliver an input's Done first)
-        item = state.item
-        status = "ok" if done.error is None else ("partial" if state.rows else "failed")
-        row = {
-            **done.facts,
-            "video_path": item.path,
-            "content_hash": item.content_hash,
-            "size_bytes": item.size_bytes,
-            "mtime_ns": item.mtime_ns,
-            "kind": item.kind,
-            "status": status,
-            "error": done.error,
-            "sampling": sampling,
-        }
-        status = sink.commit(row, state.rows)
-        summary.record({**row, "status": status}, processed=True)
-        summary.keyframes += len(state.rows) if status != "duplicate" else 0
-        del pending[item.path]
+    def committed(keyframes: int) -> None:
         bar.update(1)
-        bar.set_postfix_str(f"{summary.keyframes} keyframes")
-
-    def flush() -> None:
-        if not batch:
-            return
-        codes, descriptors = encoder.embed(np.stack([image for _, _, image in batch]))
-        for i, (state, row, _) in enumerate(batch):
-            row["code"] = codes[i].tobytes()
-            if descriptors is not None:
-                row["descriptor"] = descriptors[i].astype("<f2").tobytes()
-            state.waiting -= 1
-        states = {id(state): state for state, _, _ in batch}
-        batch.clear()
-        for state in states.values():
-            finish(state)
+        bar.set_postfix_str(f"{keyframes} keyframes")
 
     try:
-        for event in (distributor or LocalDistributor()).events(
-            plan.todo, options, pixels=encoder is not None
-        ):
-            state = pending[event.path]
-            if isinstance(event, Done):
-                state.done = event
-                finish(state)
-                continue
-            row = event.row
-            if event.jpeg is not None:
-                row["image_path"] = sink.write_image(row["keyframe_id"], event.jpeg)
-            state.rows.append(row)
-            if event.code is not None or encoder is None:
-                row["code"] = event.code
-                if event.descriptor is not None:
-                    row["descriptor"] = event.descriptor
-                continue
-            state.waiting += 1
-            batch.append((state, row, event.image))
-            if len(batch) >= options.batch_size:
-                flush()
-        flush()
+        feed = Feed(sink, options, summary, encoder, committed)
+        feed.drain(distributor or LocalDistributor(), plan.todo)
     finally:
         bar.close()
     summary.problems.sort(key=lambda p: p["path"])

@@ -1,10 +1,10 @@
 """Where a run's results go: the folder sink (``vidhash extract``) or the index sink.
 
-Both are stores of the one layout (:mod:`vidhash.index.layout`): a videos row per input as
+Both are stores of the one layout (:mod:`vidhash.index.store.layout`): a videos row per input as
 its commit record, a keyframes part per input, keyframe JPEGs under ``images/``. The
-folder sink is a :class:`~vidhash.index.parts.PartStore` whose keyframes carry no codes and
+folder sink is a :class:`~vidhash.index.store.parts.PartStore` whose keyframes carry no codes and
 which keeps every copy of identical content; the index sink is the
-:class:`~vidhash.index.store.IndexStore` (codes, the model's meta, one owner per content).
+:class:`~vidhash.index.IndexStore` (codes, the model's meta, one owner per content).
 Opening either takes the writer lock and repairs what an interrupted run left behind.
 """
 

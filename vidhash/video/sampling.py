@@ -26,14 +26,19 @@ its packets read once (no decoding) to learn it, then is sampled like any other.
 that stops decoding part way yields every frame obtained and then raises
 :class:`~vidhash.errors.DecodeError` with one line saying where and why. Memory stays
 bounded: at most two decoded frames are held.
+
+A long video may be sampled as several spans, each its own decode run (on other workers),
+whose frames joined are the serial run's (:mod:`vidhash.video.spans`): ``split`` sees the
+:class:`~vidhash.video.spans.Timeline` before any decoding and picks the span to decode,
+``span`` gives it directly, and ``end`` (a :class:`~vidhash.video.spans.SpanEnd`) receives
+how the run ended instead of a DecodeError at the end.
 """
 
 from __future__ import annotations
 
 import bisect
-import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,24 +49,12 @@ from vidhash.fsutil import keyframe_id
 from vidhash.media import read_rgb
 from vidhash.transforms import DEFAULT_SIZE, center_crop_resize
 from vidhash.video.discover import IMAGE_EXTENSIONS
+from vidhash.video.spans import SLACK as _EPS
+from vidhash.video.spans import SampleSpan, SeamUnknown, SpanEnd, Timeline, timeline
+from vidhash.video.spans import sample_times as sample_times  # public here since ever
 from vidhash.video.stream import DecodedFrame, VideoInfo, VideoStream, open_video
 
 MODES = ("fast", "exact")
-_EPS = 1e-4  # seconds of slack when comparing pts with a target (ids are in ms)
-
-
-def sample_times(
-    start: float, duration: float, *, every: float | None = 2.0, count: int | None = None
-) -> list[float]:
-    """The uniform sample times for a stream starting at ``start`` lasting ``duration`` s."""
-    if count is not None:
-        if count < 1:
-            raise UsageError(f"count must be >= 1, got {count}")
-        return [start + i * duration / count for i in range(count)]
-    if every is None or every <= 0:
-        raise UsageError(f"every must be > 0 seconds, got {every}")
-    n = max(1, math.ceil(duration / every - 1e-9))
-    return [start + i * every for i in range(n)]
 
 
 class _Cursor:
@@ -100,23 +93,44 @@ class _Cursor:
 
 @dataclass
 class _Run:
-    """Bookkeeping shared by the sampling strategies of one video."""
+    """Bookkeeping shared by the sampling strategies of one video (or one span of it)."""
 
     stream: VideoStream
     gap_limit: float  # a target further than this past the last frame is unreachable
     duration: float | None = None  # what the header (or a packet scan) promised
     delivered_ms: int | None = None
     problem: str | None = None
+    keys: tuple[float, ...] | None = None  # the keyframe map when given (else the stream's)
+    floor_ms: int | None = None  # blind span: the prior is unknown, at most this
+
+    def keyframes(self) -> list[float] | tuple[float, ...] | None:
+        return self.keys if self.keys is not None else self.stream.keyframe_times()
+
+    def later(self, ms: int) -> bool | None:
+        """Is ``ms`` after the last delivered frame? None: a blind span cannot tell."""
+        if self.floor_ms is not None:
+            return True if ms > self.floor_ms else None
+        return self.delivered_ms is None or ms > self.delivered_ms
 
     def is_new(self, frame: DecodedFrame) -> bool:
-        return round(frame.pts_time * 1000) != self.delivered_ms
+        ms = round(frame.pts_time * 1000)
+        if self.floor_ms is not None:
+            return _known(self.later(ms))
+        return ms != self.delivered_ms
 
     def is_later(self, frame: DecodedFrame) -> bool:
-        return self.delivered_ms is None or round(frame.pts_time * 1000) > self.delivered_ms
+        return _known(self.later(round(frame.pts_time * 1000)))
 
     def mark(self, frame: DecodedFrame) -> DecodedFrame:
         self.delivered_ms = round(frame.pts_time * 1000)
+        self.floor_ms = None  # the span now knows what it delivered
         return frame
+
+
+def _known(answer: bool | None) -> bool:
+    if answer is None:
+        raise SeamUnknown
+    return answer
 
 
 def sample_frames(
@@ -125,33 +139,49 @@ def sample_frames(
     every: float | None = 2.0,
     count: int | None = None,
     mode: str = "fast",
+    span: SampleSpan | None = None,
+    split: Callable[[Timeline], SampleSpan | None] | None = None,
+    end: SpanEnd | None = None,
 ) -> Iterator[DecodedFrame]:
     """Yield the sampled frames of an open stream in time order (see module docstring).
 
     Raises DecodeError after the last good frame when the file stops decoding part way or
-    yields no frame at all.
+    yields no frame at all; with ``end``, records why in it instead. ``split`` (when no
+    ``span``) is called once with the timeline and returns the span to decode (None: all).
     """
     if mode not in MODES:
         raise UsageError(f"mode must be one of {MODES}, got {mode!r}")
     if count is None and (every is None or every <= 0):
         raise UsageError(f"every must be > 0 seconds, got {every}")
+    if span is None and split is not None:
+        line = timeline(stream, every=every, count=count, mode=mode, keyframes=True)
+        span = split(line)
+    else:
+        line = timeline(stream, every=every, count=count, mode=mode, span=span)
+    span = span or SampleSpan()
     info = stream.info
-    duration = info.duration
-    if duration is None:
-        # No duration in the header: read the packets once (no decoding) to learn it, so
-        # sampling is the same as for any other file.
-        duration = stream.scan_duration()
-        if duration is None:
-            raise DecodeError("no decodable frames")
     frame_step = 1.0 / info.frame_rate if info.frame_rate else 0.04
+    run = _Run(stream, max(2 * frame_step, line.step / 2), line.duration, span.prior_ms)
+    run.keys = line.keyframes
+    if span.first > 0 and not span.prior_known:
+        run.floor_ms = line.floor_ms(span.first)
+    if end is not None:  # known before decoding, so an exception part way still tells
+        end.first, end.floor_ms, end.header_problem = span.first, run.floor_ms, info.problem
     yielded = 0
-    targets = sample_times(info.start_time, duration, every=every, count=count)
-    step = duration / count if count is not None else float(every)
-    run = _Run(stream, gap_limit=max(2 * frame_step, step / 2), duration=duration)
-    source = _seek_sampling(run, targets, tolerance=step / 2, fast=mode == "fast")
-    for frame in source:
-        yielded += 1
-        yield frame
+    targets = list(line.times[span.first : span.stop])
+    try:
+        for frame in _seek_sampling(run, targets, tolerance=line.step / 2, fast=line.fast):
+            yielded += 1
+            if end is not None:
+                end.frames, end.last_ms = yielded, round(frame.pts_time * 1000)
+            yield frame
+    except SeamUnknown:
+        if end is None:
+            raise
+        end.unresolved = True  # nothing was delivered: the joiner decodes this span again
+    if end is not None:
+        end.problem = run.problem
+        return
     problems = [p for p in (run.problem, info.problem) if p]
     if problems:
         raise DecodeError("; ".join(problems))
@@ -165,20 +195,20 @@ def _seek_sampling(
     stream = run.stream
     cursor: _Cursor | None = None
     try:
-        stream.keyframe_times()  # read (and cache) before any decode run: it rewinds
+        run.keyframes()  # read (and cache) before any decode run: it rewinds
         for t in targets:
             # Fast mode: the nearest keyframe within tolerance (either side of t). Exact mode:
             # a keyframe *at* t is the frame on screen at t, and reading it alone skips the
             # frames a decoder holds back before its first output.
             limit = tolerance if fast else _EPS
-            key_time = _usable_keyframe(stream, run, t, limit)
+            key_time = _usable_keyframe(run, t, limit)
             if key_time is not None:
                 key = stream.read_keyframe(key_time)
                 cursor = None  # the decoder is now positioned after a keyframe-only read
                 if key is not None and abs(key.pts_time - t) <= limit and run.is_later(key):
                     yield run.mark(key)
                     continue
-            if cursor is None or not _can_continue(stream, cursor, t):
+            if cursor is None or not _can_continue(run, cursor, t):
                 stream.seek(t)
                 cursor = _Cursor(stream.frames())
             frame = cursor.at(t)
@@ -197,31 +227,38 @@ def _seek_sampling(
         run.problem = str(exc)
 
 
-def _usable_keyframe(stream: VideoStream, run: _Run, t: float, tolerance: float) -> float | None:
+def _usable_keyframe(run: _Run, t: float, tolerance: float) -> float | None:
     """The time of the keyframe to deliver for ``t``, or None to decode exactly.
 
     With a keyframe map: the keyframe nearest ``t`` if within ``tolerance`` and later than
     the last delivered frame. Without one: ``t`` itself when fast (``read_keyframe`` then
     finds the keyframe at or before it and the caller checks the distance), else None.
     Deciding from the map saves a wasted seek + decode on long-GOP files and keeps an
-    exact decode run going instead of breaking it with a seek.
+    exact decode run going instead of breaking it with a seek. A blind span raises
+    SeamUnknown where the choice depends on the frame delivered before it.
     """
-    keys = stream.keyframe_times()
+    keys = run.keyframes()
     if not keys:
         return t if tolerance > _EPS else None
     i = bisect.bisect_left(keys, t)
     near = [k for k in keys[max(0, i - 1) : i + 1] if abs(k - t) <= tolerance + _EPS]
-    last = run.delivered_ms
-    near = [k for k in near if last is None or round(k * 1000) > last]
-    return min(near, key=lambda k: abs(k - t)) if near else None
+    verdicts = [(k, run.later(round(k * 1000))) for k in near]
+    chosen = _nearest([k for k, later in verdicts if later], t)
+    if chosen != _nearest([k for k, later in verdicts if later is not False], t):
+        raise SeamUnknown
+    return chosen
 
 
-def _can_continue(stream: VideoStream, cursor: _Cursor, t: float) -> bool:
+def _nearest(keys: list[float], t: float) -> float | None:
+    return min(keys, key=lambda k: abs(k - t)) if keys else None
+
+
+def _can_continue(run: _Run, cursor: _Cursor, t: float) -> bool:
     """Is decoding on from the cursor cheaper than seeking (no keyframe before ``t``)?"""
     if cursor.last is None or cursor.eof or cursor.last.pts_time > t + _EPS:
         return False
     here = cursor.last.pts_time
-    keys = stream.keyframe_times()
+    keys = run.keyframes()
     if keys is None:
         return False  # no keyframe map: seeking is always correct
     i = bisect.bisect_right(keys, here + _EPS)  # first keyframe after the cursor
@@ -272,12 +309,16 @@ def iter_keyframes(
     backend: str = "pyav",
     size: int = DEFAULT_SIZE,
     facts: dict | None = None,
+    span: SampleSpan | None = None,
+    split: Callable[[Timeline], SampleSpan | None] | None = None,
+    end: SpanEnd | None = None,
 ) -> Iterator[Keyframe]:
     """Sample, upright and preprocess one video (or a still image: one keyframe at 0).
 
     Yields keyframes in time order; if decoding fails part way it yields what it got and
-    then raises DecodeError with a one-line reason. ``facts``, when given, receives the
-    header facts (:data:`HEADER_FACTS`), read from the one open of the file.
+    then raises DecodeError with a one-line reason (with ``end``: records it there, see
+    :func:`sample_frames`, as are ``span`` and ``split``). ``facts``, when given, receives
+    the header facts (:data:`HEADER_FACTS`), read from the one open of the file.
     """
     facts = {} if facts is None else facts
     if is_image_path(path):
@@ -287,7 +328,10 @@ def iter_keyframes(
         return
     with open_video(path, backend=backend) as stream:
         facts.update({name: getattr(stream.info, name) for name in HEADER_FACTS})
-        for frame in sample_frames(stream, every=every, count=count, mode=mode):
+        frames = sample_frames(
+            stream, every=every, count=count, mode=mode, span=span, split=split, end=end
+        )
+        for frame in frames:
             try:
                 rgb = frame.rgb()
             except Exception as exc:  # a library error converting pixels of a damaged frame
