@@ -1,10 +1,10 @@
 """What `vidhash extract` and `vidhash index` share: their options and their report.
 
 Both commands build :class:`vidhash.ingest.IngestOptions` from the same flags (validated
-once, by the options themselves), pick the same distributor for ``--engine``, and print
-the same summary, so their outputs and exit codes agree: 0 every input ok (skipped and
-duplicate inputs included), 1 some inputs failed or were only partly decoded, 2 usage
-error, 130 interrupted.
+once, by the runner: ``IngestOptions.validate``), pick the same distributor for
+``--engine``, and print the same summary, so their outputs and exit codes agree: 0 every
+input ok (skipped and duplicate inputs included), 1 some inputs failed or were only partly
+decoded, 2 usage error, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -16,23 +16,38 @@ from typing import Any
 
 import click
 
+from vidhash.ingest.options import DEFAULT_EVERY, IngestOptions
+from vidhash.video.sampling import MODES
 from vidhash.video.stream import backend_names
 
+# Defaults and choices are the library's (IngestOptions), so --help cannot drift from it.
+DEFAULTS = IngestOptions()
+
 _OPTIONS = [
-    click.option("--every", type=float, default=None, help="Seconds between samples [2]."),
+    click.option(
+        "--every", type=float, default=None, help=f"Seconds between samples [{DEFAULT_EVERY:g}]."
+    ),
     click.option("--count", type=int, default=None, help="Samples per video, evenly spread."),
     click.option(
         "--mode",
-        type=click.Choice(["fast", "exact"]),
-        default="fast",
+        type=click.Choice(MODES),
+        default=DEFAULTS.mode,
         show_default=True,
         help="fast: nearest keyframe within half a step; exact: the frame on screen.",
     ),
     click.option(
-        "--backend", type=click.Choice(backend_names()), default="pyav", show_default=True
+        "--backend", type=click.Choice(backend_names()), default=DEFAULTS.backend, show_default=True
     ),
-    click.option("--workers", type=int, default=None, help="Decode threads [max(2, cores/2)]."),
-    click.option("--jpeg-quality", type=int, default=90, show_default=True, help="1..100."),
+    click.option(
+        "--workers", type=int, default=None, help="Decode threads [one per core, at least 2]."
+    ),
+    click.option(
+        "--jpeg-quality",
+        type=int,
+        default=DEFAULTS.jpeg_quality,
+        show_default=True,
+        help="1..100.",
+    ),
     click.option("--verify", is_flag=True, help="Read every part and image; redo damaged ones."),
     click.option(
         "--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True
@@ -50,12 +65,10 @@ def ingest_options(command: Callable) -> Callable:
     return command
 
 
-def options_from(flags: dict[str, Any], **more: Any):
-    """The validated IngestOptions for a command's flags."""
-    from vidhash.ingest.options import IngestOptions
-
+def options_from(flags: dict[str, Any], **more: Any) -> IngestOptions:
+    """The IngestOptions of a command's flags (``extract``/``build_index`` validate them)."""
     names = ("every", "count", "mode", "backend", "workers", "jpeg_quality")
-    return IngestOptions(**{n: flags[n] for n in names}, **more).validate()
+    return IngestOptions(**{n: flags[n] for n in names}, **more)
 
 
 def distributor_from(flags: dict[str, Any], model: str | None = None, **ray: Any):

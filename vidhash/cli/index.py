@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from vidhash.cli._ingest import (
+    DEFAULTS,
     distributor_from,
     ingest_options,
     options_from,
@@ -26,7 +27,7 @@ from vidhash.cli._ingest import (
     show_default=True,
     help="A shipped model's name (see `vidhash models`) or a checkpoint path.",
 )
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True)
 @click.option("--no-images", is_flag=True, help="Do not keep keyframe JPEGs in the index.")
 @click.option("--reindex", is_flag=True, help="Rebuild an index made with a different model.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
