@@ -40,3 +40,14 @@ class WeightsNotFoundError(VidhashError):
 
 class DecodeError(Exception):
     """A video could not be (fully) decoded. Recorded per video, never fatal to a batch."""
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for a videos row: our errors in their own words, others with their type."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"cannot read: {exc.strerror}"
+    lines = str(exc).strip().splitlines()
+    text = lines[0].strip() if lines else ""
+    if isinstance(exc, DecodeError | InputError):
+        return text or "decode error"
+    return f"{type(exc).__name__}: {text}".rstrip(": ")

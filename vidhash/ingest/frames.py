@@ -4,8 +4,8 @@
 still has to see them, the JPEG bytes when images are kept) and then exactly one
 :class:`Done` (frames delivered, the one-line error if any, the header facts). It never
 raises for bad data: a damaged file gives the frames before the damage and then a Done
-whose error says why (:func:`error_line`, the one error formatter). Local threads and Ray
-workers run this same function, so both deliver the same ids, pixels and JPEG bytes.
+whose error says why (:func:`vidhash.errors.error_line`, the one error formatter). Local
+threads and Ray workers run this same function, so both deliver the same ids, pixels and JPEG bytes.
 
 A long input may be decoded as parts (:mod:`vidhash.ingest.split`): with ``split``, the
 call that opens a whole input hands its timeline to the distributor, which may cut it,
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vidhash.errors import DecodeError, InputError
+from vidhash.errors import error_line
 from vidhash.ingest.split import Part, span_error
 from vidhash.media import encode_jpeg
 from vidhash.video.sampling import iter_keyframes
@@ -60,17 +60,6 @@ class Done:
     part: int = 0
     parts: int = 1  # how many parts the input was cut into (1: decoded whole)
     end: SpanEnd | None = None  # a part's seam facts, for the join (None: decoded whole)
-
-
-def error_line(exc: BaseException) -> str:
-    """One line for a videos row: our errors in their own words, others with their type."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"cannot read: {exc.strerror}"
-    lines = str(exc).strip().splitlines()
-    text = lines[0].strip() if lines else ""
-    if isinstance(exc, DecodeError | InputError):
-        return text or "decode error"
-    return f"{type(exc).__name__}: {text}".rstrip(": ")
 
 
 def item_events(

@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vidhash.errors import error_line
 from vidhash.fsutil import content_hash
 from vidhash.index.store.parts import Check, PartStore
-from vidhash.ingest.frames import error_line
 from vidhash.ingest.options import IngestOptions
 from vidhash.video.discover import Discovered, classify
 

@@ -31,7 +31,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from vidhash.errors import DecodeError
+from vidhash.errors import DecodeError, error_line
 from vidhash.video.spans import SampleSpan, SpanEnd, Timeline, cut
 
 if TYPE_CHECKING:
@@ -192,7 +192,6 @@ def _joined_error(dones: dict[int, Done], kept: list[int]) -> str | None:
 
 def span_error(problem: str | None, header_problem: str | None = None) -> str | None:
     """The one line the serial run writes when decoding stops with ``problem``."""
-    from vidhash.ingest.frames import error_line
 
     problems = [p for p in (problem, header_problem) if p]
     return error_line(DecodeError("; ".join(problems))) if problems else None
