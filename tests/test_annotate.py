@@ -192,3 +192,17 @@ def test_video_given_by_another_spelling_of_its_path(tmp_path: Path, monkeypatch
     absolute = tmp_path / "videos" / "clip0.mp4"
     labels = write_csv(tmp_path / "l.csv", f"concept,group,video\nsea,global,{absolute}\n")
     assert annotate(root, labels).labels == 2
+
+
+def test_a_row_shorter_than_the_header_is_a_listed_bad_row(tmp_path) -> None:
+    import pandas as pd
+
+    from vidhash.errors import InputError
+    from vidhash.index.search.annotate import resolve_labels
+
+    labels = tmp_path / "short.csv"
+    labels.write_text("concept,group,video\nx\n")
+    keyframes = pd.DataFrame({"keyframe_id": [], "video_id": [], "pts_time": []})
+    videos = pd.DataFrame({"video_path": [], "content_hash": [], "status": []})
+    with pytest.raises(InputError, match="line 2: concept and group must not be empty"):
+        resolve_labels(labels, keyframes, videos)

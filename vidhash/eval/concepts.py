@@ -170,6 +170,31 @@ def evaluate_concepts(
     ``vidhash.index.search.index.RERANK_CANDIDATES``); an index without descriptors is a
     :class:`UsageError`.
     """
+    topks, candidates = _checked_options(index, topks, rerank, candidates)
+    kf = index.keyframes
+    row_of = {kid: i for i, kid in enumerate(kf["keyframe_id"])}
+    concepts, labels = _label_matrix(index, row_of)
+    query_rows = _query_rows(kf, row_of, labels, queries)
+    scorer = _BlockScorer(
+        index, concepts, labels, _video_codes(kf), topks, exclude_same_video,
+        distance=distance, rerank=rerank, candidates=candidates,
+    )  # fmt: skip
+    rankings, distances, per_query = scorer.score(query_rows, block or metrics.query_block(len(kf)))
+    return ConceptEvaluation(
+        topks=topks,
+        table=_concept_table(concepts, per_query, labels, topks),
+        per_query=per_query,
+        query_ids=[kf["keyframe_id"].iat[r] for r in query_rows],
+        rankings=rankings,
+        distances=distances,
+        settings=_settings(index, len(query_rows), topks, exclude_same_video, rerank, candidates),
+    )
+
+
+def _checked_options(
+    index: IndexData, topks: list[int] | tuple[int, ...], rerank: bool, candidates: int | None
+) -> tuple[list[int], int]:
+    """Refuse what cannot be scored before any work: (sorted distinct K, rerank candidates)."""
     if rerank and index.descriptors is None:
         from vidhash.index.search.index import NO_DESCRIPTORS
 
@@ -181,76 +206,132 @@ def evaluate_concepts(
     topks = sorted(set(int(k) for k in topks))
     if not topks or topks[0] <= 0:
         raise UsageError(f"--topk values must be positive integers, got {topks}")
-    kf = index.keyframes
-    n = len(kf)
-    row_of = {kid: i for i, kid in enumerate(kf["keyframe_id"])}
+    return topks, candidates
+
+
+def _label_matrix(
+    index: IndexData, row_of: dict[str, int]
+) -> tuple[list[tuple[str, str]], np.ndarray]:
+    """(sorted (group, concept) pairs, (N, C) bool labels): relevance as an array, so a
+    block of queries is judged against every candidate at once."""
     concepts = sorted(set(map(tuple, index.annotations[["group", "concept"]].values)))
     col_of = {c: j for j, c in enumerate(concepts)}
-    labels = np.zeros((n, len(concepts)), dtype=bool)
+    labels = np.zeros((len(index.keyframes), len(concepts)), dtype=bool)
     ann = index.annotations
     labels[
         ann["keyframe_id"].map(row_of).to_numpy(),
         [col_of[(g, c)] for g, c in zip(ann["group"], ann["concept"], strict=True)],
     ] = True
+    return concepts, labels
 
+
+def _query_rows(
+    kf: pd.DataFrame, row_of: dict[str, int], labels: np.ndarray, queries: list[str] | None
+) -> np.ndarray:
+    """Rows of the queries: every labelled keyframe, or the given ids (each must be in the
+    index and labelled, or its AP would be undefined)."""
     if queries is None:
-        query_rows = np.flatnonzero(labels.any(1))
-    else:
-        unknown = [q for q in queries if q not in row_of]
-        if unknown:
-            raise InputError(
-                f"{len(unknown)} query keyframe ids are not in the index: {unknown[:5]}"
-            )
-        query_rows = np.array([row_of[q] for q in dict.fromkeys(queries)], dtype=np.int64)
-        unlabelled = [kf["keyframe_id"].iat[r] for r in query_rows if not labels[r].any()]
-        if unlabelled:
-            raise InputError(
-                f"{len(unlabelled)} queries have no concept annotation and cannot be scored: "
-                f"{unlabelled[:5]}"
-            )
-    max_k = min(topks[-1], n)
-    video = kf["video_id"].astype(str).to_numpy() if "video_id" in kf else kf["keyframe_id"]
-    video_codes = pd.factorize(np.asarray(video))[0]
+        return np.flatnonzero(labels.any(1))
+    unknown = [q for q in queries if q not in row_of]
+    if unknown:
+        raise InputError(f"{len(unknown)} query keyframe ids are not in the index: {unknown[:5]}")
+    query_rows = np.array([row_of[q] for q in dict.fromkeys(queries)], dtype=np.int64)
+    unlabelled = [kf["keyframe_id"].iat[r] for r in query_rows if not labels[r].any()]
+    if unlabelled:
+        raise InputError(
+            f"{len(unlabelled)} queries have no concept annotation and cannot be scored: "
+            f"{unlabelled[:5]}"
+        )
+    return query_rows
 
-    rankings = np.full((len(query_rows), max_k), -1, dtype=np.int64)
-    distances = np.full((len(query_rows), max_k), -1, dtype=np.int32)
-    rows: list[dict] = []
-    block = block or metrics.query_block(n)
-    for start in range(0, len(query_rows), block):
-        qr = query_rows[start : start + block]
+
+def _video_codes(kf: pd.DataFrame) -> np.ndarray:
+    """One integer per video (per keyframe for an index without video ids), to exclude a
+    query's own video cheaply."""
+    video = kf["video_id"].astype(str).to_numpy() if "video_id" in kf else kf["keyframe_id"]
+    return pd.factorize(np.asarray(video))[0]
+
+
+@dataclass
+class _BlockScorer:
+    """Ranks and scores queries a block at a time, so memory stays (block x N)."""
+
+    index: IndexData
+    concepts: list[tuple[str, str]]
+    labels: np.ndarray  # (N, C) bool
+    video_codes: np.ndarray  # (N,)
+    topks: list[int]
+    exclude_same_video: bool
+    distance: Callable[[np.ndarray], np.ndarray] | None
+    rerank: bool
+    candidates: int
+
+    @property
+    def max_k(self) -> int:
+        """The longest ranking kept: the largest K, or every keyframe in a smaller index."""
+        return min(self.topks[-1], len(self.labels))
+
+    def score(
+        self, query_rows: np.ndarray, block: int
+    ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+        """(rankings, distances, per-query AP table) of all queries."""
+        rankings = np.full((len(query_rows), self.max_k), -1, dtype=np.int64)
+        distances = np.full((len(query_rows), self.max_k), -1, dtype=np.int32)
+        rows: list[dict] = []
+        for start in range(0, len(query_rows), block):
+            qr = query_rows[start : start + block]
+            dist, order, valid = self._rank(qr)
+            rankings[start : start + len(qr)] = np.where(valid, order, -1)
+            distances[start : start + len(qr)] = np.where(
+                valid, np.take_along_axis(dist, order, 1), -1
+            )
+            rows += self._ap_rows(qr, order, valid)
+        columns = ["keyframe_id", "group", "concept", *[f"ap@{k}" for k in self.topks]]
+        return rankings, distances, pd.DataFrame(rows, columns=columns)
+
+    def _rank(self, qr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(distances, top-K order, valid mask) of one block, excluded candidates removed."""
+        index = self.index
         dist = (
-            distance(qr)
-            if distance is not None
+            self.distance(qr)
+            if self.distance is not None
             else metrics.hamming(index.codes[qr][:, None], index.codes, index.code_bits)
         )
-        if exclude_same_video:
-            exclude = video_codes[qr][:, None] == video_codes[None, :]
+        if self.exclude_same_video:
+            exclude = self.video_codes[qr][:, None] == self.video_codes[None, :]
         else:
             exclude = np.zeros_like(dist, dtype=bool)
         exclude[np.arange(len(qr)), qr] = True
         key = dist
-        if rerank:
+        if self.rerank:
             scores = metrics.cosine(index.descriptors[qr], index.descriptors)
             # As search: at least the k asked for are candidates.
-            key = metrics.two_stage_keys(dist, scores, max(candidates, max_k), exclude)
+            key = metrics.two_stage_keys(dist, scores, max(self.candidates, self.max_k), exclude)
         # The tie rule: the database's order, which is keyframe id order (IndexData is sorted).
-        order, valid = metrics.rank_by_distance(key, None, max_k, exclude)
-        rankings[start : start + len(qr)] = np.where(valid, order, -1)
-        distances[start : start + len(qr)] = np.where(valid, np.take_along_axis(dist, order, 1), -1)
-        ranked_labels = labels[order] & valid[:, :, None]  # (B, K, C)
-        q_local, c_idx = np.nonzero(labels[qr])  # one (query, concept) pair per label
+        order, valid = metrics.rank_by_distance(key, None, self.max_k, exclude)
+        return dist, order, valid
+
+    def _ap_rows(self, qr: np.ndarray, order: np.ndarray, valid: np.ndarray) -> list[dict]:
+        """One row of AP@K per (query, concept) label: a multi-label query counts per concept."""
+        kf = self.index.keyframes
+        ranked_labels = self.labels[order] & valid[:, :, None]  # (B, K, C)
+        q_local, c_idx = np.nonzero(self.labels[qr])  # one (query, concept) pair per label
         rel = ranked_labels[q_local, :, c_idx]  # (P, K)
-        aps = {k: metrics.average_precision_batch(rel[:, :k]) for k in topks}
+        aps = {k: metrics.average_precision_batch(rel[:, :k]) for k in self.topks}
+        rows = []
         for p, (ql, cj) in enumerate(zip(q_local, c_idx, strict=True)):
-            group, concept = concepts[cj]
+            group, concept = self.concepts[cj]
             row = {"keyframe_id": kf["keyframe_id"].iat[qr[ql]], "group": group}
             row["concept"] = concept
-            row.update({f"ap@{k}": float(aps[k][p]) for k in topks})
+            row.update({f"ap@{k}": float(aps[k][p]) for k in self.topks})
             rows.append(row)
+        return rows
 
-    per_query = pd.DataFrame(
-        rows, columns=["keyframe_id", "group", "concept", *[f"ap@{k}" for k in topks]]
-    )
+
+def _concept_table(
+    concepts: list[tuple[str, str]], per_query: pd.DataFrame, labels: np.ndarray, topks: list[int]
+) -> pd.DataFrame:
+    """Per concept: queries, labelled keyframes and MAP@K (NaN for a concept with no query)."""
     table = pd.DataFrame(concepts, columns=["group", "concept"])
     table["n_queries"] = (
         per_query.groupby(["group", "concept"]).size().reindex(concepts, fill_value=0).to_numpy()
@@ -259,13 +340,25 @@ def evaluate_concepts(
     for k in topks:
         means = per_query.groupby(["group", "concept"])[f"ap@{k}"].mean()
         table[f"map@{k}"] = means.reindex(concepts).to_numpy()
-    settings = {
+    return table
+
+
+def _settings(
+    index: IndexData,
+    n_queries: int,
+    topks: list[int],
+    exclude_same_video: bool,
+    rerank: bool,
+    candidates: int,
+) -> dict:
+    """What a report must say to be reproducible: index, model, protocol and code spread."""
+    return {
         "index": str(index.path),
         "model": index.model_label,
         "model_id": index.meta.get("model_id"),
         "code_bits": index.code_bits,
-        "keyframes": n,
-        "queries": len(query_rows),
+        "keyframes": len(index.keyframes),
+        "queries": n_queries,
         "topk": topks,
         "exclude_same_video": exclude_same_video,
         "protocol": (
@@ -276,15 +369,6 @@ def evaluate_concepts(
         "model_config": _json_or_none(index.meta.get("model_config")),
         "code_stats": code_stats(index.codes, index.code_bits),
     }
-    return ConceptEvaluation(
-        topks=topks,
-        table=table,
-        per_query=per_query,
-        query_ids=[kf["keyframe_id"].iat[r] for r in query_rows],
-        rankings=rankings,
-        distances=distances,
-        settings=settings,
-    )
 
 
 def code_stats(codes: np.ndarray, code_bits: int) -> dict:

@@ -14,11 +14,11 @@ Relevance: same class. Scores come from ``vidhash.eval.metrics``: mAP@1000 (DLBH
 normalisation), mAP@all, precision@K for K = 1..1000 and precision-recall by Hamming radius.
 Ties in distance follow ``vidhash.metrics``' one rule with the database keyed by relative file
 path (``train-hash`` keys its test-set mAP the same way, so both agree on the same codes).
+``vidhash.eval.protocol_outputs`` writes a run's files, each tagged with its protocol.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +28,18 @@ import numpy as np
 
 from vidhash.errors import InputError, UsageError
 from vidhash.eval import metrics
-from vidhash.fsutil import atomic_path, atomic_write_bytes
+from vidhash.eval.protocol_outputs import write_outputs
+from vidhash.fsutil import atomic_path
 from vidhash.media import read_rgb
 from vidhash.metrics import path_key
 from vidhash.transforms import center_crop_resize
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+DEFINITIONS = (
+    "AP@K as in DLBHC (normalised by relevant items in the top K); "
+    "mAP@all = the same with K = whole database (R = all relevant); relevance = same "
+    "class; ties in distance broken by relative file path"
+)
 
 
 @dataclass(frozen=True)
@@ -249,15 +255,52 @@ def run_protocol(
     codes, ok, errors = cached_codes(
         data, needed, encode, str(model_info["model_id"]), code_bits, out, batch_size, progress
     )
+    scores = _score(data, query_idx, db_idx, codes, ok, code_bits, max_k)
+    split_info = _split_info(
+        data, protocol, queries_per_class, seed, database_per_class, ok, len(query_idx)
+    )
+    summary = {
+        **split_info,
+        **_model_and_scores(data, model_info, code_bits, scores, max_k),
+        "definitions": DEFINITIONS,
+        "errors": errors[:20],
+    }
+    name = protocol if database_per_class is None else f"{protocol}-db{database_per_class}pc"
+    write_outputs(out, name, summary, scores)
+    return summary
+
+
+def _score(
+    data: ImageFolderData,
+    query_idx: np.ndarray,
+    db_idx: np.ndarray,
+    codes: np.ndarray,
+    ok: np.ndarray,
+    code_bits: int,
+    max_k: int,
+) -> metrics.RetrievalScores:
+    """Scores over the images that encoded: a failed image is left out, not scored as a miss."""
     q_ok, d_ok = ok[: len(query_idx)], ok[len(query_idx) :]
     q_codes, d_codes = codes[: len(query_idx)][q_ok], codes[len(query_idx) :][d_ok]
     q_labels, d_labels = data.labels[query_idx][q_ok], data.labels[db_idx][d_ok]
     d_ids = [path_key(p, data.root) for p in np.array(data.paths, dtype=object)[db_idx][d_ok]]
-    scores = metrics.evaluate_retrieval(
+    return metrics.evaluate_retrieval(
         q_codes, q_labels, d_codes, d_labels, code_bits, (max_k, None), max_k, d_ids
     )
-    name = protocol if database_per_class is None else f"{protocol}-db{database_per_class}pc"
-    split_info = {
+
+
+def _split_info(
+    data: ImageFolderData,
+    protocol: str,
+    queries_per_class: int,
+    seed: int,
+    database_per_class: int | None,
+    ok: np.ndarray,
+    n_queries: int,
+) -> dict:
+    """The protocol and the split sizes actually scored: every output names them."""
+    q_ok, d_ok = ok[:n_queries], ok[n_queries:]
+    return {
         "protocol": protocol,
         "protocol_description": PROTOCOLS[protocol].description,
         "reduced": database_per_class is not None,
@@ -269,8 +312,17 @@ def run_protocol(
         "n_classes": len(data.classes),
         "failed_images": int((~ok).sum()),
     }
-    summary = {
-        **split_info,
+
+
+def _model_and_scores(
+    data: ImageFolderData,
+    model_info: dict,
+    code_bits: int,
+    scores: metrics.RetrievalScores,
+    max_k: int,
+) -> dict:
+    """The data set, the model and its headline scores, as the summary JSON lists them."""
+    return {
         "dataset": str(data.root),
         "classes": data.classes,
         "model_id": model_info["model_id"],
@@ -283,80 +335,4 @@ def run_protocol(
             for k in (1, 10, 50, 100, 500, 1000)
             if k <= len(scores.precision_at_k)
         },
-        "definitions": "AP@K as in DLBHC (normalised by relevant items in the top K); "
-        "mAP@all = the same with K = whole database (R = all relevant); relevance = same "
-        "class; ties in distance broken by relative file path",
-        "errors": errors[:20],
     }
-    tag = _tag(summary)
-    atomic_write_bytes(out / f"{name}-summary.json", json.dumps(summary, indent=2).encode())
-    _write_csv(
-        out / f"{name}-precision-at-k.csv",
-        ["k", "precision"],
-        [(k + 1, float(p)) for k, p in enumerate(scores.precision_at_k)],
-        tag,
-    )
-    _write_csv(
-        out / f"{name}-pr-curve.csv",
-        ["radius", "precision", "recall"],
-        zip(scores.pr_radius, scores.pr_precision, scores.pr_recall, strict=True),
-        tag,
-    )
-    _plot_precision_at_k(out / f"{name}-precision-at-k.png", scores, tag)
-    _plot_pr(out / f"{name}-pr-curve.png", scores, tag)
-    return summary
-
-
-def _tag(summary: dict) -> str:
-    return (
-        f"{summary['protocol']}{' (reduced)' if summary['reduced'] else ''}: "
-        f"{summary['n_queries']} queries / {summary['n_database']} database, "
-        f"{summary.get('model_name') or ''} {str(summary['model_id'])[:12]}, "
-        f"{summary['code_bits']} bits"
-    )
-
-
-def _write_csv(path: Path, header: list[str], rows, tag: str) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w") as fh:
-        fh.write(f"# {tag}\n")
-        fh.write(",".join(header) + "\n")
-        for row in rows:
-            fh.write(",".join(f"{float(v):.6g}" for v in row) + "\n")
-
-
-def _plot_precision_at_k(path: Path, scores: metrics.RetrievalScores, tag: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ks = np.arange(1, len(scores.precision_at_k) + 1)
-    ax.plot(ks, scores.precision_at_k)
-    ax.set_xlabel("K (top retrieved)")
-    ax.set_ylabel("precision@K")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.set_title(tag, fontsize=8)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-
-
-def _plot_pr(path: Path, scores: metrics.RetrievalScores, tag: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot(scores.pr_recall, scores.pr_precision, marker=".")
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_xlim(0, 1.02)
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.set_title(f"PR by Hamming radius 0..{scores.code_bits}\n{tag}", fontsize=8)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)

@@ -183,8 +183,20 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tables = concept_tables(runs)
-    written: dict[str, Path] = {}
+    written = {"markdown": out / "tables.md"}
+    atomic_write_bytes(written["markdown"], report_markdown(tables, runs).encode())
+    written.update(_write_csvs(out, tables, runs))
+    written["summary"] = out / "summary.json"
+    summary = json.dumps(_summary(tables, runs), indent=2, default=str)
+    atomic_write_bytes(written["summary"], summary.encode())
+    written["html"] = out / "report.html"
+    body = _html(tables, runs, indexes, n_sheets, seed, out / "sheets")
+    atomic_write_bytes(written["html"], body.encode())
+    return written
 
+
+def report_markdown(tables: dict[str, pd.DataFrame], runs: dict[str, ConceptEvaluation]) -> str:
+    """tables.md: what was run (one line per run, then the shared settings), then the tables."""
     header = ["# Concept retrieval evaluation", ""]
     for name, run in runs.items():
         s = run.settings
@@ -204,24 +216,31 @@ def write_report(
         "concepts, equally weighted",
         "",
     ]
-    md = "\n".join(header) + "\n" + "\n".join(table_markdown(t, g) for g, t in tables.items())
-    written["markdown"] = out / "tables.md"
-    atomic_write_bytes(written["markdown"], md.encode())
+    return "\n".join(header) + "\n" + "\n".join(table_markdown(t, g) for g, t in tables.items())
 
+
+def _write_csvs(
+    out: Path, tables: dict[str, pd.DataFrame], runs: dict[str, ConceptEvaluation]
+) -> dict[str, Path]:
+    """table-<group>.csv per group, then per-query.csv (every run's APs, a ``run`` column)."""
+    written: dict[str, Path] = {}
     for group, table in tables.items():
         path = out / f"table-{group}.csv"
         with atomic_path(path) as tmp:
             table.to_csv(tmp, index=False)
         written[f"csv-{group}"] = path
-
     per_query = pd.concat(
         [run.per_query.assign(run=name) for name, run in runs.items()], ignore_index=True
     )
     written["per-query"] = out / "per-query.csv"
     with atomic_path(written["per-query"]) as tmp:
         per_query.to_csv(tmp, index=False)
+    return written
 
-    summary = {
+
+def _summary(tables: dict[str, pd.DataFrame], runs: dict[str, ConceptEvaluation]) -> dict:
+    """summary.json: every run's settings, its overall MAP@K per group, and the tables."""
+    return {
         "runs": {name: run.settings for name, run in runs.items()},
         "overall": {
             name: run.overall().set_index("group").to_dict(orient="index")
@@ -229,13 +248,6 @@ def write_report(
         },
         "tables": {g: t.to_dict(orient="records") for g, t in tables.items()},
     }
-    written["summary"] = out / "summary.json"
-    atomic_write_bytes(written["summary"], json.dumps(summary, indent=2, default=str).encode())
-
-    written["html"] = out / "report.html"
-    body = _html(tables, runs, indexes, n_sheets, seed, out / "sheets")
-    atomic_write_bytes(written["html"], body.encode())
-    return written
 
 
 _STYLE = (

@@ -120,24 +120,14 @@ def resolve_labels(
     path = Path(labels_csv)
     if not path.is_file():
         raise InputError(f"labels file not found: {path}")
-    known_ids = set(keyframes["keyframe_id"])
-    frames_of = {vid: frame for vid, frame in keyframes.groupby("video_id")}
-    resolver = _VideoResolver(videos)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            _check_header(path, header)
-            reader.fieldnames = header
-            rows = [(reader.line_num, row) for row in reader]
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    except csv.Error as exc:
-        raise InputError(f"{path}: malformed CSV ({exc})") from None
-
+    checker = _RowChecker(
+        known_ids=set(keyframes["keyframe_id"]),
+        frames_of={vid: frame for vid, frame in keyframes.groupby("video_id")},
+        resolver=_VideoResolver(videos),
+    )
+    header, rows = _read_rows(path)
     problems: list[str] = []
     out: list[tuple[str, str, str]] = []
-    group_of: dict[str, tuple[str, int]] = {}
     empty: list[int] = []
     n_rows = 0
     for line, row in rows:
@@ -148,22 +138,59 @@ def resolve_labels(
             continue
         n_rows += 1
         try:
-            concept, group = (row.get(c, "").strip() for c in REQUIRED)
-            if not concept or not group:
-                raise ValueError("concept and group must not be empty")
-            seen = group_of.setdefault(concept, (group, line))
-            if seen[0] != group:
-                raise ValueError(
-                    f"concept {concept!r} is in group {group!r} here but {seen[0]!r} on line "
-                    f"{seen[1]}"
-                )
-            ids = _scope(row, known_ids, frames_of, resolver)
+            concept, group, ids = checker.check(line, row)
         except ValueError as exc:
             problems.append(f"line {line}: {exc}")
             continue
         if not ids:
             empty.append(line)
         out.extend((kid, concept, group) for kid in ids)
+    _refuse_problems(path, problems)
+    table = pd.DataFrame(out, columns=["keyframe_id", "concept", "group"]).drop_duplicates()
+    return table.sort_values(["keyframe_id", "concept"]).reset_index(drop=True), n_rows, empty
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
+    """(stripped header, (line number, row) pairs): the whole file is read and its header
+    checked before any row is resolved; undecodable or malformed CSV is an InputError."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            _check_header(path, header)
+            reader.fieldnames = header
+            return header, [(reader.line_num, row) for row in reader]
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except csv.Error as exc:
+        raise InputError(f"{path}: malformed CSV ({exc})") from None
+
+
+@dataclass
+class _RowChecker:
+    """Resolves one label row; remembers each concept's group, since a concept belongs to
+    one group across the whole file."""
+
+    known_ids: set
+    frames_of: dict[str, pd.DataFrame]
+    resolver: _VideoResolver
+    group_of: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    def check(self, line: int, row: dict) -> tuple[str, str, list[str]]:
+        """(concept, group, keyframe ids labelled); ValueError says what is wrong."""
+        concept, group = ((row.get(c) or "").strip() for c in REQUIRED)
+        if not concept or not group:
+            raise ValueError("concept and group must not be empty")
+        seen = self.group_of.setdefault(concept, (group, line))
+        if seen[0] != group:
+            raise ValueError(
+                f"concept {concept!r} is in group {group!r} here but {seen[0]!r} on line {seen[1]}"
+            )
+        return concept, group, _scope(row, self.known_ids, self.frames_of, self.resolver)
+
+
+def _refuse_problems(path: Path, problems: list[str]) -> None:
+    """All or nothing: any bad row refuses the file, listing the first few bad rows."""
     if problems:
         shown = problems[:_MAX_LISTED]
         more = len(problems) - len(shown)
@@ -172,8 +199,6 @@ def resolve_labels(
             + "; ".join(shown)
             + (f"; ... and {more} more" if more else "")
         )
-    table = pd.DataFrame(out, columns=["keyframe_id", "concept", "group"]).drop_duplicates()
-    return table.sort_values(["keyframe_id", "concept"]).reset_index(drop=True), n_rows, empty
 
 
 def _check_header(path: Path, header: list[str]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,9 @@ TILE = 160
 PAD = 8
 CAPTION_LINES = 3
 BORDER = 5
+LINE_HEIGHT = 15  # of a caption line
+CELL_W = TILE + 2 * PAD
+CELL_H = TILE + 2 * PAD + CAPTION_LINES * LINE_HEIGHT
 HIT_COLOUR = (30, 170, 60)
 MISS_COLOUR = (210, 40, 40)
 QUERY_COLOUR = (40, 90, 220)
@@ -83,30 +87,60 @@ def make_contact_sheet(
     fmt = _FORMATS.get(out_path.suffix.lower())
     if fmt is None:
         raise ValueError(f"sheet must be .jpg, .png or .webp, got {out_path.name!r}")
-    font = _font(12)
-    title_font = _font(16)
-    line_height = 15
-    cell_w = TILE + 2 * PAD
-    cell_h = TILE + 2 * PAD + CAPTION_LINES * line_height
     columns = max(1, min(columns, len(results) or 1))
     rows = max(1, -(-len(results) // columns))
-    query_w = cell_w + PAD if query_image is not None or not results else 0
+    query_w = CELL_W + PAD if query_image is not None or not results else 0
     title_h = 30 if title else 0
-    sheet = Image.new("RGB", (query_w + columns * cell_w, title_h + rows * cell_h), BACKGROUND)
-    draw = ImageDraw.Draw(sheet)
+    sheet = Image.new("RGB", (query_w + columns * CELL_W, title_h + rows * CELL_H), BACKGROUND)
+    canvas = _Canvas(sheet, ImageDraw.Draw(sheet), _font(12))
     if title:
-        draw.text(
+        canvas.title(title, _font(16))
+    if query_w:
+        canvas.place((0, title_h), query_image, query_caption, QUERY_COLOUR)
+        canvas.draw.line(
+            (query_w - PAD // 2, title_h, query_w - PAD // 2, sheet.height),
+            fill=(200, 200, 200),
+            width=1,
+        )
+    for i, (image, caption, mark) in enumerate(results):
+        row, col = divmod(i, columns)
+        colour = None if mark is None else (HIT_COLOUR if mark else MISS_COLOUR)
+        canvas.place((query_w + col * CELL_W, title_h + row * CELL_H), image, caption, colour)
+    with atomic_path(out_path) as tmp:
+        options = {"quality": 90} if fmt in ("JPEG", "WEBP") else {}
+        sheet.save(tmp, format=fmt, **options)
+    return out_path
+
+
+@dataclass
+class _Canvas:
+    """A sheet being drawn; the caption font is loaded once for all its cells."""
+
+    sheet: Image.Image
+    draw: ImageDraw.ImageDraw
+    font: ImageFont.ImageFont
+
+    def title(self, title: str, font: ImageFont.ImageFont) -> None:
+        """The title across the top, its start cut (not its end) when it is too wide."""
+        self.draw.text(
             (PAD, 7),
-            _fit_line(draw, title, title_font, sheet.width - 2 * PAD),
+            _fit_line(self.draw, title, font, self.sheet.width - 2 * PAD),
             fill=TEXT_COLOUR,
-            font=title_font,
+            font=font,
         )
 
-    def place(x: int, y: int, image, caption: str, colour) -> None:
-        tile = _thumbnail(image, TILE)
-        sheet.paste(tile, (x + PAD, y + PAD))
+    def place(
+        self,
+        origin: tuple[int, int],
+        image: np.ndarray | None,
+        caption: str,
+        colour: tuple[int, int, int] | None,
+    ) -> None:
+        """One cell at ``origin``: the thumbnail, its border (if ``colour``), its caption."""
+        x, y = origin
+        self.sheet.paste(_thumbnail(image, TILE), (x + PAD, y + PAD))
         if colour is not None:
-            draw.rectangle(
+            self.draw.rectangle(
                 (
                     x + PAD - BORDER // 2 - 1,
                     y + PAD - BORDER // 2 - 1,
@@ -117,29 +151,12 @@ def make_contact_sheet(
                 width=BORDER,
             )
         for n, line in enumerate(caption.split("\n")[:CAPTION_LINES]):
-            draw.text(
-                (x + PAD, y + TILE + PAD + 4 + n * line_height),
-                _fit_line(draw, line, font, TILE),
+            self.draw.text(
+                (x + PAD, y + TILE + PAD + 4 + n * LINE_HEIGHT),
+                _fit_line(self.draw, line, self.font, TILE),
                 fill=TEXT_COLOUR,
-                font=font,
+                font=self.font,
             )
-
-    if query_w:
-        place(0, title_h, query_image, query_caption, QUERY_COLOUR)
-        draw.line(
-            (query_w - PAD // 2, title_h, query_w - PAD // 2, sheet.height),
-            fill=(200, 200, 200),
-            width=1,
-        )
-    for i, (image, caption, mark) in enumerate(results):
-        row, col = divmod(i, columns)
-        colour = None if mark is None else (HIT_COLOUR if mark else MISS_COLOUR)
-        place(query_w + col * cell_w, title_h + row * cell_h, image, caption, colour)
-
-    with atomic_path(out_path) as tmp:
-        options = {"quality": 90} if fmt in ("JPEG", "WEBP") else {}
-        sheet.save(tmp, format=fmt, **options)
-    return out_path
 
 
 def load_rgb(path: str | os.PathLike | None) -> np.ndarray | None:
