@@ -13,12 +13,22 @@ video queries load ``vidhash.query`` and the index's model.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from vidhash.errors import InputError, UsageError
 from vidhash.video.stream import backend_names
+
+if TYPE_CHECKING:  # numpy and the index layer load only when a query runs
+    import numpy as np
+
+    from vidhash.index.search.index import Hit
+    from vidhash.index.search.index import Index as SearchIndex
 
 
 @click.command("search")
@@ -70,10 +80,73 @@ def command(
 
     Give one query: --image PATH, --keyframe ID, or --video PATH --at SECONDS.
     """
-    top_k = _number("-k/--topk", k, int, minimum=1)
-    max_distance = None if radius is None else _number("--radius", radius, int, minimum=0)
-    pool = None if candidates is None else _number("--candidates", candidates, int, minimum=1)
+    ranking = _Ranking.parse(k, radius, candidates, codes_only, concept)
     seconds = None if at is None else _number("--at", at, float, minimum=0)
+    _check_flags(image, keyframe_id, video, seconds, exclude_same_video, sheet)
+    if keyframe_id is not None:
+        found = _by_keyframe(index_dir, keyframe_id, ranking, exclude_same_video, sheet)
+    else:
+        pixels, query = _query_pixels(image, video, seconds, backend)
+        found = _by_pixels(index_dir, pixels, query, ranking, model, device)
+    if not codes_only and not found.index.descriptor_dims:
+        from vidhash.index.search.index import NO_DESCRIPTORS
+
+        click.echo(f"note: {index_dir}: {NO_DESCRIPTORS}", err=True)
+    if sheet is not None:
+        _write_sheet(sheet, found.pixels, found.hits, found.query)
+    _print_hits(found, as_json, radius)
+
+
+@dataclass(frozen=True)
+class _Ranking:
+    """The flags that shape the ranking, parsed once so both kinds of query pass them on
+    unchanged to ``Index.search`` / ``Index.search_ids``."""
+
+    k: int
+    radius: int | None
+    rerank: bool
+    candidates: int | None
+    concept: str | None
+
+    @classmethod
+    def parse(
+        cls,
+        k: str,
+        radius: str | None,
+        candidates: str | None,
+        codes_only: bool,
+        concept: str | None,
+    ) -> _Ranking:
+        """Parsed here, not by click, so a bad value is one line naming its flag."""
+        top_k = _number("-k/--topk", k, int, minimum=1)
+        max_distance = None if radius is None else _number("--radius", radius, int, minimum=0)
+        pool = None if candidates is None else _number("--candidates", candidates, int, minimum=1)
+        return cls(top_k, max_distance, not codes_only, pool, concept)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {"rerank": self.rerank, "candidates": self.candidates, "concept": self.concept}
+
+
+@dataclass(frozen=True)
+class _Found:
+    """One answered query: what the output step prints, whatever the kind of query."""
+
+    index: SearchIndex
+    query: dict[str, Any]  # printed under "query": what was asked, and its code (hex)
+    pixels: np.ndarray | None  # the query picture for --sheet
+    hits: list[Hit]
+
+
+def _check_flags(
+    image: str | None,
+    keyframe_id: str | None,
+    video: str | None,
+    seconds: float | None,
+    exclude_same_video: bool,
+    sheet: str | None,
+) -> None:
+    """Combinations of flags click cannot express; refused before anything is opened."""
     given = [
         name
         for name, v in (("--image", image), ("--keyframe", keyframe_id), ("--video", video))
@@ -88,60 +161,91 @@ def command(
     if sheet is not None and Path(sheet).suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp"):
         raise UsageError(f"--sheet must end in .jpg or .png, got {sheet}")
 
-    query: dict = {}
-    if keyframe_id is not None:
-        from vidhash.index.search.index import Index
 
-        index = Index.open(index_dir, access="read")  # one query: read only what it needs
-        try:
-            code = index.code_of(keyframe_id)
-        except KeyError:
-            raise InputError(f"keyframe {keyframe_id!r} is not in the index") from None
-        row = index.record(keyframe_id)
-        query_pixels = None
-        if sheet is not None and row["image_path"]:
-            from vidhash.index.search.sheet import load_rgb
+def _by_keyframe(
+    index_dir: str,
+    keyframe_id: str,
+    ranking: _Ranking,
+    exclude_same_video: bool,
+    sheet: str | None,
+) -> _Found:
+    """A keyframe query needs no model: the index layer's ``Index`` (read access) only."""
+    from vidhash.index.search.index import Index
 
-            query_pixels = load_rgb(Path(index_dir) / row["image_path"])
-        query = {
-            "keyframe_id": keyframe_id,
-            "video_path": row["video_path"],
-            "pts_time": float(row["pts_time"]),
-        }
-    else:
-        from vidhash.query import Index, frame_pixels, image_pixels
-
-        if video is not None:
-            query_pixels = frame_pixels(video, seconds, backend)  # checks the backend first
-        else:
-            query_pixels = image_pixels(image)
-        index = Index.open(index_dir)
-        query = {"image": image} if image else {"video": video, "at": seconds}
-    options = {"rerank": not codes_only, "candidates": pool, "concept": concept}
+    index = Index.open(index_dir, access="read")  # one query: read only what it needs
     try:
-        if keyframe_id is not None:
-            hits = index.search_ids(keyframe_id, top_k, max_distance, exclude_same_video,
-                                    **options)  # fmt: skip
-        else:
-            codes, descriptors = index.embed(query_pixels, model, device)
-            code, desc = codes[0], None if descriptors is None else descriptors[0]
-            hits = index.search(code, top_k, max_distance, descriptors=desc, **options)
-    except KeyError as exc:  # an unknown --concept
+        code = index.code_of(keyframe_id)
+    except KeyError:
+        raise InputError(f"keyframe {keyframe_id!r} is not in the index") from None
+    row = index.record(keyframe_id)
+    pixels = None
+    if sheet is not None and row["image_path"]:
+        from vidhash.index.search.sheet import load_rgb
+
+        pixels = load_rgb(Path(index_dir) / row["image_path"])
+    with _concept_checked():
+        hits = index.search_ids(
+            keyframe_id, ranking.k, ranking.radius, exclude_same_video, **ranking.options
+        )
+    query = {
+        "keyframe_id": keyframe_id,
+        "video_path": row["video_path"],
+        "pts_time": float(row["pts_time"]),
+        "code": code.tobytes().hex(),
+    }
+    return _Found(index, query, pixels, hits)
+
+
+def _query_pixels(
+    image: str | None, video: str | None, seconds: float | None, backend: str
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The query picture, preprocessed by ``vidhash.query`` exactly as indexing does, and
+    how the output names it."""
+    from vidhash.query import frame_pixels, image_pixels
+
+    if video is not None:  # frame_pixels checks the backend first
+        return frame_pixels(video, seconds, backend), {"video": video, "at": seconds}
+    return image_pixels(image), {"image": image}
+
+
+def _by_pixels(
+    index_dir: str,
+    pixels: np.ndarray,
+    query: dict[str, Any],
+    ranking: _Ranking,
+    model: str | None,
+    device: str,
+) -> _Found:
+    """Embed with the index's model (``vidhash.query.Index``), then search by code and
+    descriptor (not ``search_pixels``: the output prints the query's code)."""
+    from vidhash.query import Index
+
+    index = Index.open(index_dir)
+    with _concept_checked():
+        codes, descriptors = index.embed(pixels, model, device)
+        code, desc = codes[0], None if descriptors is None else descriptors[0]
+        hits = index.search(code, ranking.k, ranking.radius, descriptors=desc, **ranking.options)
+    return _Found(index, {**query, "code": code.tobytes().hex()}, pixels, hits)
+
+
+@contextmanager
+def _concept_checked() -> Iterator[None]:
+    """The library's KeyError for an unknown --concept, said as a usage error."""
+    try:
+        yield
+    except KeyError as exc:
         raise UsageError(str(exc.args[0])) from None
-    query["code"] = code.tobytes().hex()
-    if not codes_only and not index.descriptor_dims:
-        from vidhash.index.search.index import NO_DESCRIPTORS
 
-        click.echo(f"note: {index_dir}: {NO_DESCRIPTORS}", err=True)
 
-    if sheet is not None:
-        _write_sheet(sheet, query_pixels, hits, query)
+def _print_hits(found: _Found, as_json: bool, radius: str | None) -> None:
+    """JSON (query and hits) or one line per hit, as the user asked."""
     if as_json:
-        click.echo(json.dumps({"query": query, "hits": [h.to_dict() for h in hits]}, indent=2))
+        hits = [h.to_dict() for h in found.hits]
+        click.echo(json.dumps({"query": found.query, "hits": hits}, indent=2))
         return
-    if not hits:
+    if not found.hits:
         click.echo("no hits" + (f" within distance {radius}" if radius is not None else ""))
-    for rank, hit in enumerate(hits, 1):
+    for rank, hit in enumerate(found.hits, 1):
         concepts = f"  [{', '.join(hit.concepts)}]" if hit.concepts else ""
         score = "" if hit.score is None else f" s={hit.score:.3f}"
         click.echo(
@@ -162,12 +266,16 @@ def _number(option: str, text: str, kind: type, minimum: float) -> int | float:
 
 
 def _clock(seconds: float) -> str:
+    """h:mm:ss.mmm of a hit's pts_time."""
     minutes, secs = divmod(seconds, 60)
     hours, minutes = divmod(int(minutes), 60)
     return f"{hours}:{minutes:02d}:{secs:06.3f}"
 
 
-def _write_sheet(path: str, query_pixels, hits, query: dict) -> None:
+def _write_sheet(
+    path: str, query_pixels: np.ndarray | None, hits: list[Hit], query: dict[str, Any]
+) -> None:
+    """A contact sheet: the query picture, then each hit captioned with where it is."""
     from vidhash.index.search.sheet import hit_caption, load_rgb, make_contact_sheet
 
     results = []

@@ -18,35 +18,34 @@ Contracts:
   server keeps serving after either.
 * The page (``static/``) is plain HTML/CSS/JS, served by the package with a
   Content-Security-Policy that allows this origin only: it works offline.
+* The routes are in ``routes.py`` (state from ``request.app.state``); this module only
+  wires the app: its state, the routes, the static files, the page headers, the error
+  handlers and the lifespan.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vidhash.index.search.index import Hit
-from vidhash.serve import validate, views
-from vidhash.serve.query import ModelUnavailable, QueryEncoder, UploadError, decode_upload
+from vidhash.serve import validate
+from vidhash.serve.query import QueryEncoder
+from vidhash.serve.routes import STATIC, Settings, router
 from vidhash.serve.snapshot import IndexHolder
-from vidhash.serve.upload import read_image_field
-from vidhash.serve.validate import MAX_K, ApiError
+from vidhash.serve.validate import ApiError
 
 log = logging.getLogger("vidhash.serve")
 
-STATIC = Path(__file__).parent / "static"
-DEFAULT_K = 20
 PAGE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Content-Type-Options": "nosniff",
@@ -55,13 +54,6 @@ PAGE_HEADERS = {
         "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'"
     ),
 }
-K_QUERY = Query(DEFAULT_K, ge=1, le=MAX_K, description=f"Hits to return, 1..{MAX_K}.")
-CONCEPT_QUERY = Query(None, description="Only keyframes labelled with this concept.")
-RERANK_QUERY = Query(
-    True,
-    description="false: the pure Hamming ranking (codes only); true: re-rank the Hamming "
-    "candidates by descriptor where the index stores descriptors.",
-)
 
 
 def create_app(
@@ -83,205 +75,55 @@ def create_app(
     each, cheaper than a hop to a worker thread, which under load queues behind the GIL);
     larger ones, and everything touching the model, run in worker threads.
     """
-    import faiss
-
-    holder = IndexHolder(index_dir, poll_seconds=poll_seconds)
-    encoder = QueryEncoder(index_dir)
-
-    def search(find: Callable[[], list[Hit]]) -> list[Hit]:
-        """OpenMP's team size is a per-thread setting: set it in the thread that searches."""
-        faiss.omp_set_num_threads(search_threads)
-        try:
-            return find()
-        except KeyError as exc:  # a concept gone between the check and the search
-            raise ApiError(404, str(exc.args[0]) if exc.args else "not in the index") from None
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        holder.start()
-        if preload_model:
-            meta = holder.snapshot.index.meta
-            threading.Thread(target=encoder.preload, args=(meta,), daemon=True).start()
-        yield
-        holder.stop()
-
+    holder = IndexHolder(index_dir, poll_seconds=poll_seconds)  # opens the index now
     app = FastAPI(
         title="vidhash",
         summary="Search an index of hashed video keyframes by keyframe or by image.",
         version=_version(),
-        lifespan=lifespan,
+        lifespan=_lifespan,
     )
     app.state.holder = holder
-    app.state.encoder = encoder
+    app.state.encoder = QueryEncoder(index_dir)
+    app.state.settings = Settings(
+        max_upload_bytes=max_upload_bytes,
+        max_pixels=max_pixels,
+        preload_model=preload_model,
+        search_threads=search_threads,
+        inline_max_keyframes=inline_max_keyframes,
+    )
     _install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
+    app.include_router(router)
     app.add_middleware(PageHeaders)
-
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", media_type="text/html")
-
-    @app.get("/api/stats", summary="What the index holds")
-    async def stats() -> JSONResponse:
-        snap = holder.snapshot
-        meta = snap.index.meta
-        return JSONResponse(
-            {
-                "index": str(holder.root),
-                "keyframes": len(snap),
-                "videos": len(snap.videos),
-                "concepts": len(snap.concepts),
-                "code_bits": snap.index.code_bits,
-                "descriptor_dims": snap.index.descriptor_dims,
-                "note": snap.note,
-                "model_name": meta.get("model_name"),
-                "model_id": meta.get("model_id"),
-                "model_status": encoder.status,
-                "model_error": encoder.error,
-                "generation": snap.generation,
-                "opened_at": snap.opened_at,
-                "stale": holder.stale,
-                "max_k": MAX_K,
-                "max_upload_bytes": max_upload_bytes,
-            }
-        )
-
-    @app.get("/api/concepts", summary="The concepts, with how many keyframes carry each")
-    async def concepts() -> JSONResponse:
-        snap = holder.snapshot
-        return JSONResponse(
-            {
-                "concepts": [
-                    {"name": c.name, "group": c.group, "keyframes": c.keyframes}
-                    for c in snap.concepts.values()
-                ]
-            }
-        )
-
-    @app.get("/api/search", summary="Top-k keyframes nearest to an indexed keyframe")
-    async def search_keyframe(
-        keyframe: str = Query(..., description="The query keyframe's id."),
-        k: int = K_QUERY,
-        concept: str | None = CONCEPT_QUERY,
-        exclude_same_video: bool = Query(False, description="Leave out the query's video."),
-        rerank: bool = RERANK_QUERY,
-    ) -> JSONResponse:
-        snap = holder.snapshot
-        kid = validate.keyframe_id(keyframe)
-        views.check_concept(snap, concept)
-        record = views.indexed(snap, kid)
-        code = snap.index.code_of(kid)
-        started = time.perf_counter()
-
-        def find() -> list[Hit]:
-            return snap.index.search_ids(
-                kid, k, exclude_same_video=exclude_same_video, rerank=rerank, concept=concept
-            )
-
-        if len(snap) <= inline_max_keyframes:  # sub-millisecond: a thread hop costs more
-            hits = search(find)
-        else:
-            hits = await run_in_threadpool(search, find)
-        query = {**views.keyframe(record), "code": code.tobytes().hex()}
-        asked = {"k": k, "concept": concept, "exclude_same_video": exclude_same_video}
-        asked["rerank"] = rerank
-        two_stage = rerank and snap.note is None  # the stored descriptor is the query's
-        return views.results(snap, query, hits, asked, two_stage, started)
-
-    @app.post(
-        "/api/search",
-        summary="Top-k keyframes nearest to an uploaded image",
-        description="Send the image as multipart/form-data in a field named `image`; "
-        "it is embedded (code and descriptor) with the index's own model.",
-        openapi_extra=_UPLOAD_SCHEMA,
-    )
-    async def search_image(
-        request: Request,
-        k: int = K_QUERY,
-        concept: str | None = CONCEPT_QUERY,
-        exclude_same_video: bool = Query(False, description="Not for image queries."),
-        rerank: bool = RERANK_QUERY,
-    ) -> JSONResponse:
-        snap = holder.snapshot
-        if exclude_same_video:
-            raise ApiError(400, "exclude_same_video applies to keyframe queries only")
-        views.check_concept(snap, concept)
-        data, filename = await read_image_field(request, max_upload_bytes)
-        started = time.perf_counter()
-        try:
-            pixels = await run_in_threadpool(decode_upload, data, max_pixels)
-            code, descriptor = await run_in_threadpool(encoder.embed, pixels, snap.index.meta)
-        except UploadError as exc:
-            raise ApiError(exc.status, str(exc)) from None
-        except ModelUnavailable as exc:
-            raise ApiError(503, str(exc)) from None
-
-        def find() -> list[Hit]:
-            return snap.index.search(
-                code, k, descriptors=descriptor, rerank=rerank, concept=concept
-            )
-
-        hits = await run_in_threadpool(search, find)
-        query = {"image": filename, "code": code.tobytes().hex()}
-        asked = {"k": k, "concept": concept, "exclude_same_video": False, "rerank": rerank}
-        two_stage = rerank and snap.note is None and descriptor is not None
-        return views.results(snap, query, hits, asked, two_stage, started)
-
-    @app.get(
-        "/api/keyframes/{name:path}",
-        summary="A keyframe's JPEG: /api/keyframes/<keyframe id>.jpg",
-        response_class=FileResponse,
-    )
-    async def keyframe_image(name: str, request: Request) -> FileResponse:
-        snap = holder.snapshot
-        kid = validate.keyframe_image_name(name, request.scope.get("raw_path") or b"")
-        recorded = views.indexed(snap, kid)["image_path"]
-        path = validate.keyframe_image_path(snap.index.root, recorded, kid)
-        return FileResponse(
-            path, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"}
-        )
-
-    @app.get("/api/videos", summary="The indexed videos and images, by path")
-    async def videos(
-        offset: int = Query(0, ge=0), limit: int = Query(200, ge=1, le=MAX_K)
-    ) -> JSONResponse:
-        snap = holder.snapshot
-        page = snap.video_order[offset : offset + limit]
-        return JSONResponse(
-            {
-                "total": len(snap.video_order),
-                "offset": offset,
-                "videos": [views.video(snap, v) for v in page],
-            }
-        )
-
-    @app.get("/api/videos/{video_id}/keyframes", summary="One video's keyframes in time order")
-    async def video_keyframes(video_id: str) -> JSONResponse:
-        snap = holder.snapshot
-        vid = validate.video_id(video_id)
-        rows = snap.videos.get(vid)
-        if rows is None:
-            raise ApiError(404, f"video {vid[:16]}... is not in the index")
-        keyframes = [views.keyframe(views.listed(snap, r)) for r in rows.tolist()]
-        return JSONResponse({"video": views.video(snap, vid), "keyframes": keyframes})
-
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Watch the index while serving, and (``preload_model``) load the model in the
+    background, so the first image query need not wait for it."""
+    holder: IndexHolder = app.state.holder
+    holder.start()
+    if app.state.settings.preload_model:
+        meta = holder.snapshot.index.meta
+        threading.Thread(target=app.state.encoder.preload, args=(meta,), daemon=True).start()
+    yield
+    holder.stop()
 
 
 class PageHeaders:
     """Pure ASGI middleware: the page and its files get :data:`PAGE_HEADERS` (the API not)."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         if scope["type"] != "http" or not (path == "/" or path.startswith("/static/")):
             await self.app(scope, receive, send)
             return
 
-        async def send_with_headers(message) -> None:
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 extra = [(k.lower().encode(), v.encode()) for k, v in PAGE_HEADERS.items()]
                 names = {k for k, _ in extra}
@@ -294,57 +136,45 @@ class PageHeaders:
 
 def _install_error_handlers(app: FastAPI) -> None:
     """Every error body is ``{"error": "<one line>"}``."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(Exception, _crashed)
 
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        message = str(exc.detail)
-        if exc.status_code == 404 and message == "Not Found":
-            message = f"no such page or endpoint: {request.url.path}"
-        return JSONResponse(
-            {"error": validate.one_line(message)},
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
-        )
+async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    return JSONResponse({"error": exc.message}, status_code=exc.status)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path"))
-        message = f"{where}: {first.get('msg', 'invalid value')}"
-        if "input" in first and first["input"] is not None:
-            message += f", got {first['input']!r:.60}"
-        return JSONResponse({"error": validate.one_line(message)}, status_code=422)
 
-    @app.exception_handler(Exception)
-    async def crashed(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("error serving %s", request.url.path)
-        return JSONResponse(
-            {"error": f"internal error ({type(exc).__name__}); see the server log"},
-            status_code=500,
-        )
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    message = str(exc.detail)
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no such page or endpoint: {request.url.path}"
+    return JSONResponse(
+        {"error": validate.one_line(message)},
+        status_code=exc.status_code,
+        headers=getattr(exc, "headers", None),
+    )
+
+
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path"))
+    message = f"{where}: {first.get('msg', 'invalid value')}"
+    if "input" in first and first["input"] is not None:
+        message += f", got {first['input']!r:.60}"
+    return JSONResponse({"error": validate.one_line(message)}, status_code=422)
+
+
+async def _crashed(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("error serving %s", request.url.path)
+    return JSONResponse(
+        {"error": f"internal error ({type(exc).__name__}); see the server log"},
+        status_code=500,
+    )
 
 
 def _version() -> str:
     from vidhash import __version__
 
     return __version__
-
-
-_UPLOAD_SCHEMA = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["image"],
-                    "properties": {"image": {"type": "string", "format": "binary"}},
-                }
-            }
-        },
-    }
-}
