@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from vidhash.errors import DecodeError, InputError, ModelMismatchError, UsageError
+from vidhash.errors import CheckpointError, DecodeError, InputError, ModelMismatchError, UsageError
 from vidhash.fsutil import content_hash
 from vidhash.index.search import index as search
 from vidhash.index.store.paths import describe_model, rebuild_hint
@@ -31,19 +31,16 @@ from vidhash.models import SHIPPED_NAMES, load_model, shipped_models
 from vidhash.transforms import DEFAULT_SIZE, center_crop_resize
 
 
-def available_model_id(name: str) -> tuple[str | None, str]:
-    """The sha256 that ``name`` loads here and now (None when nothing), and what it is."""
+def unavailable(name: str, model_id: str) -> str | None:
+    """Why ``name`` cannot load the model ``model_id``, when that shows without hashing a
+    file (a shipped name's registry entry, a missing checkpoint); None: load and compare."""
     registry = shipped_models()
     if name in registry:
         sha = registry[name]["sha256"]
-        return sha, f"this vidhash's {name} is sha256 {sha[:12]}"
+        return None if sha == model_id else f"this vidhash's {name} is sha256 {sha[:12]}"
     if name in SHIPPED_NAMES:
-        return None, f"this vidhash ships no {name}"
-    path = Path(name)
-    if not path.is_file():
-        return None, f"{path} no longer exists"
-    sha = content_hash(path)
-    return sha, f"{path} now has sha256 {sha[:12]}"
+        return f"this vidhash ships no {name}"
+    return None if Path(name).is_file() else f"{name} no longer exists"
 
 
 def index_model(
@@ -51,23 +48,34 @@ def index_model(
 ):
     """The network that made the index's codes (``model`` overrides the recorded name).
 
-    Raises :class:`ModelMismatchError` (one line) when it is not that network.
+    Raises :class:`ModelMismatchError` (one line) when it is not that network. The
+    checkpoint is hashed once, by loading it.
     """
     name = model or meta.get("model_name")
     if not name:
         raise UsageError(f"index {root} does not name its model; give the checkpoint")
-    if model is None:
-        sha, what = available_model_id(name)
-        if sha != meta["model_id"]:
+    if model is not None:
+        net = load_model(name, device=device)
+        if net.model_id != meta["model_id"]:
             raise ModelMismatchError(
-                f"index {root} was built with model {describe_model(meta)}, which is not "
-                f"available ({what}); keyframe searches still work; " + rebuild_hint(root)
+                f"model {name} ({net.model_id[:16]}) is not the index's model "
+                f"({meta['model_id'][:16]}, {meta.get('model_name')})"
             )
-    net = load_model(name, device=device)
-    if net.model_id != meta["model_id"]:
+        return net
+    why = unavailable(name, meta["model_id"])
+    net = None
+    if why is None:
+        try:
+            net = load_model(name, device=device)
+        except CheckpointError:  # the recorded checkpoint was replaced by something else
+            net = None
+        if net is None or net.model_id != meta["model_id"]:
+            sha = net.model_id if net is not None else content_hash(name)
+            why = f"{name} now has sha256 {sha[:12]}"
+    if why is not None:
         raise ModelMismatchError(
-            f"model {name} ({net.model_id[:16]}) is not the index's model "
-            f"({meta['model_id'][:16]}, {meta.get('model_name')})"
+            f"index {root} was built with model {describe_model(meta)}, which is not "
+            f"available ({why}); keyframe searches still work; " + rebuild_hint(root)
         )
     return net
 

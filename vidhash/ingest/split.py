@@ -156,7 +156,7 @@ def join_parts(dones: dict[int, Done]) -> list[int] | Part:
         if end is not None and not _seam_holds(end, prior):
             if count not in dones:
                 span = SampleSpan(first=end.first, prior_known=True, prior_ms=prior)
-                return _redo(span, count)
+                return Part(count, count, span)  # the redo: one more part
             return [*kept, count]
         kept.append(i)
         if end is not None and end.last_ms is not None:
@@ -171,10 +171,6 @@ def _seam_holds(end: SpanEnd, prior: int | None) -> bool:
     if end.unresolved:
         return False
     return end.floor_ms is None or prior is None or prior <= end.floor_ms
-
-
-def _redo(span: SampleSpan, count: int) -> Part:
-    return Part(count, count, span)
 
 
 def _joined_error(dones: dict[int, Done], kept: list[int]) -> str | None:
@@ -192,7 +188,6 @@ def _joined_error(dones: dict[int, Done], kept: list[int]) -> str | None:
 
 def span_error(problem: str | None, header_problem: str | None = None) -> str | None:
     """The one line the serial run writes when decoding stops with ``problem``."""
-
     problems = [p for p in (problem, header_problem) if p]
     return error_line(DecodeError("; ".join(problems))) if problems else None
 

@@ -61,12 +61,16 @@ def default_runtime(device: str = "cpu") -> str:
         return forced
     if importlib.util.find_spec("onnxruntime") is None:
         return "torch"
-    if device != "cpu":
-        import onnxruntime
+    return "onnx" if device == "cpu" or _onnx_has_cuda() else "torch"
 
-        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-            return "torch"
-    return "onnx"
+
+def _onnx_has_cuda() -> bool:
+    """Whether the installed ONNX Runtime can run on a GPU (``onnxruntime-gpu``)."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        return False
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,7 @@ class ModelCard:
 
 def model_card(name_or_path: str) -> ModelCard:
     """The card of a shipped name or checkpoint path (the file hash-checked as for loading)."""
-    path, model_id, name = _checked_file(name_or_path)
-    header = read_header(path)
+    path, model_id, name, header = _checked_file(name_or_path)
     dims = int((header.get("descriptor") or {}).get("dims", 0))
     return ModelCard(model_id, name, int(header["code_bits"]), dims, header)
 
@@ -94,11 +97,8 @@ def resolve_device(device: str) -> str:
     torch with CUDA), else ``cpu``; other names as given."""
     if device != "auto":
         return device
-    if importlib.util.find_spec("onnxruntime") is not None:
-        import onnxruntime
-
-        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-            return "cuda"
+    if _onnx_has_cuda():
+        return "cuda"
     try:
         import torch
     except ImportError:
@@ -127,8 +127,8 @@ def load_model(
     runtime = runtime or default_runtime(device)
     if runtime not in RUNTIMES:
         raise UsageError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
-    path, model_id, name = _checked_file(name_or_path)
-    if read_header(path)["arch"] == "psp-seg":
+    path, model_id, name, header = _checked_file(name_or_path)
+    if header["arch"] == "psp-seg":
         raise CheckpointError(
             f"{name_or_path} is a segmentation checkpoint; hashing needs a train-hash checkpoint"
         )
@@ -143,12 +143,14 @@ def load_model(
 
     graph = _graph(name_or_path, path, model_id)
     return OrtHashNet.load(
-        path, graph, model_id=model_id, model_name=name, device=device, threads=threads, spin=spin
-    )
+        path, graph, header=header, model_id=model_id, model_name=name, device=device,
+        threads=threads, spin=spin,
+    )  # fmt: skip
 
 
-def _checked_file(name_or_path: str) -> tuple[Path, str, str]:
-    """(checkpoint path, its sha256 = model_id, model name); shipped files hash-checked."""
+def _checked_file(name_or_path: str) -> tuple[Path, str, str, dict]:
+    """(checkpoint path, its sha256 = model_id, model name, header), each read once;
+    shipped files hash-checked against the registry."""
     registry = shipped_models()
     if name_or_path in registry or name_or_path in SHIPPED_NAMES:
         path = shipped_path(name_or_path)
@@ -161,10 +163,10 @@ def _checked_file(name_or_path: str) -> tuple[Path, str, str]:
                 f"shipped model {name_or_path!r} fails its integrity check "
                 f"(sha256 {actual[:12]}.. != {expected[:12]}..): reinstall vidhash"
             )
-        return path, actual, name_or_path
+        return path, actual, name_or_path, read_header(path)
     path = Path(name_or_path)
     header = read_header(path)  # a clear error for a missing or foreign file
-    return path, content_hash(path), header.get("name") or path.stem
+    return path, content_hash(path), header.get("name") or path.stem, header
 
 
 def graph_path(name_or_path: str, model_id: str) -> Path:

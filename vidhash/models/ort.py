@@ -65,16 +65,18 @@ class OrtHashNet:
         checkpoint: str | Path,
         graph: bytes,
         *,
+        header: dict | None = None,
         model_id: str,
         model_name: str,
         device: str = "cpu",
         threads: int | None = None,
         spin: bool = True,
     ) -> OrtHashNet:
-        """The checkpoint's tensors bound into ``graph`` (a graph of another model is refused)."""
+        """The checkpoint's tensors bound into ``graph`` (a graph of another model is refused);
+        ``header``: the checkpoint's, when the caller has read it already."""
         import onnxruntime as ort
 
-        header = read_header(checkpoint)
+        header = header if header is not None else read_header(checkpoint)
         tensors = read_tensors(checkpoint)
         options = ort.SessionOptions()
         options.log_severity_level = 3  # unused tensors (e.g. the segmentation head) are fine
